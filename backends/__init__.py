@@ -1,0 +1,1 @@
+"""Backends: a ``Converted`` in, a target framework's format out."""

@@ -1,0 +1,563 @@
+"""PyTorch frontend: any model ``torch.export`` can trace, translated op by op.
+
+The model is exported (the batch dimension dynamic by default), made
+functional, and every ATen op is translated by a handler in
+``frontends.torch_ops``. Ops without a handler are decomposed with torch's own
+decompositions until only handled ops remain; what still has no handler is
+reported all at once, with source lines, before anything is translated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import traceback
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx
+from torch.export import Dim, ExportedProgram
+from torch.export.graph_signature import InputKind, OutputKind
+from torch.utils import _pytree as pytree
+
+from unigraph.frontends.torch_ops import HANDLERS, Builder, SourceTensor, TensorRef
+from unigraph.frontends.torch_ops.common import dtype_name
+from unigraph.frontends.torch_symbolic import SymbolNames
+from unigraph import dims, tree
+from unigraph.converted import Converted
+from unigraph.errors import ExportError, TranslationError, UnsupportedOp, UnsupportedOpError
+from unigraph.ir import Source, TensorType
+
+#: ``dynamic_shapes`` default: dimension 0 of every tensor input is one dynamic "batch".
+BATCH = "batch"
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass
+class TorchTrace:
+    """What the checker needs to compare a conversion with torch node by node."""
+
+    program: ExportedProgram
+    origins: dict[str, str]  # unigraph value name -> fx node name
+
+
+def from_torch(
+    model: torch.nn.Module | ExportedProgram,
+    args: Sequence = (),
+    kwargs: Mapping | None = None,
+    *,
+    dynamic_shapes: Any = BATCH,
+    strict: bool = False,
+) -> Converted:
+    """Converts a PyTorch model (or an ``ExportedProgram``) into a unigraph ``Converted``.
+
+    ``dynamic_shapes`` follows ``torch.export``'s conventions; the default
+    makes dimension 0 of every tensor input one dynamic ``batch`` (falling back
+    to whatever torch can keep dynamic), ``None`` traces fully static shapes.
+    """
+    kwargs = dict(kwargs or {})
+    if not isinstance(args, (tuple, list)):
+        args = (args,)
+    if isinstance(model, ExportedProgram):
+        program, names = model, []
+    else:
+        model = model.eval()
+        program, names = export(model, tuple(args), kwargs, dynamic_shapes, strict)
+    program = decompose(program)
+    missing = unsupported_ops(program)
+    if missing:
+        raise UnsupportedOpError(missing, framework="the PyTorch")
+    aliases = _aliases(model) if isinstance(model, torch.nn.Module) else {}
+    graph, variables, param_map, origins = translate(program, names, aliases)
+    metadata = {
+        "source_framework": "torch",
+        "source_version": torch.__version__,
+        "source_model": type(model).__name__,
+    }
+    return Converted(graph, variables, param_map, metadata, trace=TorchTrace(program, origins))
+
+
+# ---- export --------------------------------------------------------------------------------
+
+
+def export(model, args, kwargs, dynamic_shapes, strict) -> tuple[ExportedProgram, list[dict]]:
+    """``torch.export.export`` with readable errors.
+
+    Returns the program and, for each flattened input, the names the caller
+    gave its dynamic dimensions (``{0: "batch"}``), to name symbols after.
+    """
+    with torch.no_grad():
+        if isinstance(dynamic_shapes, str) and dynamic_shapes == BATCH:
+            program = _export_batch_dynamic(model, args, kwargs, strict)
+            return program, [{0: BATCH} for _ in pytree.tree_leaves((args, kwargs))]
+        program = _export(model, args, kwargs, dynamic_shapes, strict)
+        return program, _axis_names(model, args, kwargs, dynamic_shapes)
+
+
+def _export_batch_dynamic(model, args, kwargs, strict):
+    """Exports with a shared dynamic batch; where torch cannot keep it, as much as it can.
+
+    An example batch of 1 is repeated to 2 for tracing, since torch.export
+    specializes size-1 dimensions.
+    """
+    trace_args, trace_kwargs = pytree.tree_map_only(torch.Tensor, _batch_of_two, (args, kwargs))
+    batch = Dim(BATCH)
+    shared = _batch_spec(model, trace_args, trace_kwargs, lambda: batch)
+    if shared is None:
+        return _export(model, args, kwargs, None, strict)
+    try:
+        return _export(model, trace_args, trace_kwargs, shared, strict, quiet=True)
+    except _Specialized as e:
+        reason = e.reason
+    auto = _batch_spec(model, trace_args, trace_kwargs, lambda: Dim.AUTO)
+    program = _export(model, trace_args, trace_kwargs, auto, strict)
+    warnings.warn(
+        f"{type(model).__name__}: the batch dimension could not be one shared dynamic "
+        f"dimension ({reason}); each input keeps whatever torch.export could leave dynamic. "
+        "Pass dynamic_shapes=None for a static model.",
+        stacklevel=3,
+    )
+    return program
+
+
+def _batch_of_two(t: torch.Tensor) -> torch.Tensor:
+    return torch.cat([t, t]) if t.ndim >= 1 and t.shape[0] == 1 else t
+
+
+def _batch_spec(model, args, kwargs, make_dim):
+    """``dynamic_shapes`` keyed by forward()'s parameter names, dim 0 of each tensor dynamic."""
+    import inspect
+
+    def leaf(x):
+        return {0: make_dim()} if isinstance(x, torch.Tensor) and x.ndim >= 1 else None
+
+    try:
+        bound = inspect.signature(model.forward).bind(*args, **kwargs).arguments
+    except TypeError:
+        return None
+    return {name: pytree.tree_map(leaf, value, is_leaf=lambda x: x is None) for name, value in bound.items()}
+
+
+class _Specialized(Exception):
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _export(model, args, kwargs, dynamic_shapes, strict, quiet=False) -> ExportedProgram:
+    try:
+        return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=strict)
+    except Exception as e:  # torch raises many unrelated types; each is explained below
+        text = str(e)
+        if quiet and ("specialized" in text or "Constraints violated" in text):
+            raise _Specialized(text.strip().splitlines()[0]) from e
+        raise ExportError(_explain_export_failure(model, e, strict)) from e
+
+
+def _explain_export_failure(model, error: Exception, strict: bool) -> str:
+    text = str(error).strip()
+    lines = text.splitlines()
+    summary = "\n".join(f"    {line}" for line in lines[:12])
+    if len(lines) > 12:
+        summary += f"\n    … ({len(lines) - 12} more lines)"
+    where = _user_frame(error) or _forward_location(model)
+    hints = []
+    name = type(error).__name__
+    if "data-dependent" in text or "DataDependent" in name:
+        hints.append(
+            "the model branches on or sizes tensors by their values; rewrite that code with "
+            "torch.where / torch.cond, or use torch._check(...) to tell export the range"
+        )
+    if "specialized" in text or "Constraints violated" in text:
+        hints.append(
+            "a dimension marked dynamic is fixed by the model's code: pass dynamic_shapes=None "
+            "(static shapes), or mark only the dimensions that really vary"
+        )
+    if "cache_utils" in text or "Cache" in text and "pytree" in text:
+        hints.append("for Hugging Face models, pass use_cache=False (or set model.config.use_cache = False)")
+    if strict:
+        hints.append("try strict=False (non-strict export traces plain Python)")
+    hints.append(
+        "torch.export's own guidance: https://pytorch.org/docs/stable/export.html "
+        "(torch.export.draft_export(model, args) reports every problem at once)"
+    )
+    return (
+        f"torch.export could not trace {type(model).__name__}: {name}\n{summary}\n"
+        f"  at {where}\n"
+        "What to try:\n" + "\n".join(f"  - {h}" for h in hints)
+    )
+
+
+def _user_frame(error: Exception) -> str | None:
+    """The innermost traceback frame outside torch and unigraph, as file:line."""
+    frames = traceback.extract_tb(error.__traceback__)
+    outside = [
+        f for f in frames if not f.filename.startswith(_TORCH_DIR) and not f.filename.startswith(_HERE)
+    ]
+    if not outside:
+        return None
+    frame = outside[-1]
+    code = f": {frame.line.strip()}" if frame.line else ""
+    return f"{frame.filename}:{frame.lineno} in {frame.name}{code}"
+
+
+def _forward_location(model) -> str:
+    import inspect
+
+    try:
+        forward = type(model).forward
+        return f"{inspect.getsourcefile(forward)}:{inspect.getsourcelines(forward)[1]} ({type(model).__name__}.forward)"
+    except (TypeError, OSError):
+        return f"{type(model).__name__}.forward"
+
+
+def _axis_names(model, args, kwargs, dynamic_shapes) -> list[dict]:
+    """For each flattened input, ``{axis: name}`` of the named ``Dim``s covering it."""
+    leaves = pytree.tree_leaves((args, kwargs))
+    if dynamic_shapes is None:
+        return [{} for _ in leaves]
+    import inspect
+
+    try:
+        bound = inspect.signature(model.forward).bind(*args, **kwargs).arguments
+    except (TypeError, ValueError):
+        return [{} for _ in leaves]
+    if isinstance(dynamic_shapes, Mapping):
+        pairs = [(bound[k], v) for k, v in dynamic_shapes.items() if k in bound]
+    else:
+        pairs = list(zip(bound.values(), dynamic_shapes))
+    named: dict[int, dict] = {}
+    for value, spec in pairs:
+        _collect_axis_names(value, spec, named)
+    return [named.get(id(leaf), {}) for leaf in leaves]
+
+
+def _collect_axis_names(value, spec, named: dict) -> None:
+    if isinstance(value, torch.Tensor):
+        axes = spec.items() if isinstance(spec, Mapping) else enumerate(spec or ())
+        named[id(value)] = {
+            axis: d.__name__ for axis, d in axes if isinstance(getattr(d, "__name__", None), str)
+        }
+    elif isinstance(value, Mapping) and isinstance(spec, Mapping):
+        for key, item in value.items():
+            _collect_axis_names(item, spec.get(key), named)
+    elif isinstance(value, (list, tuple)) and isinstance(spec, (list, tuple)):
+        for item, sub in zip(value, spec):
+            _collect_axis_names(item, sub, named)
+
+
+# ---- decomposition -------------------------------------------------------------------------
+
+
+def decompose(program: ExportedProgram) -> ExportedProgram:
+    """A functional program whose ops all have handlers, where torch can decompose them."""
+    program = program.run_decompositions({})
+    table = torch.export.default_decompositions()
+    for _ in range(8):
+        wanted = {}
+        for target in _targets_without_handler(program):
+            try:
+                wanted[target] = table[target]
+            except KeyError:
+                decomposition = torch._decomp.decomposition_table.get(target)
+                if decomposition is not None:
+                    wanted[target] = decomposition
+        if not wanted:
+            break
+        program = program.run_decompositions(wanted)
+    return program
+
+
+def _targets_without_handler(program: ExportedProgram) -> set:
+    return {
+        n.target
+        for n in program.graph.nodes
+        if n.op == "call_function" and _needs_handler(n) and HANDLERS.lookup(n.target) is None
+    }
+
+
+def _needs_handler(node: torch.fx.Node) -> bool:
+    """Nodes computing sizes (SymInt arithmetic) and tuple access need none."""
+    import operator
+
+    if node.target is operator.getitem:
+        return False
+    val = node.meta.get("val")
+    return not isinstance(val, (torch.SymInt, torch.SymBool, torch.SymFloat, int, bool, float))
+
+
+def unsupported_ops(program: ExportedProgram) -> list[UnsupportedOp]:
+    """Every op of the program without a handler, with every place it is used."""
+    found: dict[str, list[str]] = {}
+    for node in program.graph.nodes:
+        if node.op == "call_function" and _needs_handler(node) and HANDLERS.lookup(node.target) is None:
+            source = _source(node)
+            found.setdefault(_op_name(node.target), []).append(source.location or source.module or node.name)
+    for spec in program.graph_signature.input_specs:
+        if spec.kind in (InputKind.CUSTOM_OBJ, InputKind.TOKEN):
+            found.setdefault(f"input of kind {spec.kind.name}", []).append(spec.arg.name)
+    return [UnsupportedOp(op, tuple(locs)) for op, locs in sorted(found.items())]
+
+
+def _op_name(target) -> str:
+    return str(target) if hasattr(target, "overloadpacket") else getattr(target, "__name__", str(target))
+
+
+# ---- translation ---------------------------------------------------------------------------
+
+
+def translate(program: ExportedProgram, axis_names: Sequence[dict], aliases: Mapping[str, tuple[str, ...]]):
+    """The graph, variables, ParamMap and value origins of a decomposed program."""
+    b = Builder()
+    symbols = SymbolNames(b.scope)
+    sig = program.graph_signature
+    specs = {s.arg.name: s for s in sig.input_specs}
+    user_inputs = [n for n in program.graph.nodes if n.op == "placeholder" and specs[n.name].kind == InputKind.USER_INPUT]
+    _name_symbols(symbols, user_inputs, axis_names)
+
+    env: dict[torch.fx.Node, Any] = {}
+    origins: dict[str, str] = {}
+    source_tensors: list[SourceTensor] = []
+    for node in program.graph.nodes:
+        if node.op == "placeholder":
+            spec = specs[node.name]
+            if spec.kind == InputKind.USER_INPUT:
+                val = node.meta.get("val")
+                env[node] = b.input(node.name, _type(val, symbols)) if isinstance(val, torch.Tensor) else val
+            else:
+                st = _source_tensor(program, spec, aliases)
+                source_tensors.append(st)
+                env[node] = b.source_tensor(st)
+        elif node.op == "call_function":
+            env[node] = _translate_node(b, node, env, symbols, origins)
+        elif node.op == "output":
+            outputs = _outputs(node, sig, env, b)
+    for st in source_tensors:
+        b.claim_unused(st)
+    names = [b.value(t) if isinstance(t, TensorRef) else t for t in outputs]
+    input_tree = _spec(program.call_spec.in_spec, iter(env[n] for n in user_inputs), b)
+    output_tree = _spec(program.call_spec.out_spec, iter(outputs), b)
+    graph = b.graph([n for n in names if isinstance(n, str)], input_tree, output_tree)
+    return graph, b.variable_tree(), b.param_map(), origins
+
+
+def _name_symbols(symbols: SymbolNames, user_inputs, axis_names: Sequence[dict]) -> None:
+    import sympy
+
+    for i, node in enumerate(user_inputs):
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            continue
+        names = axis_names[i] if i < len(axis_names) else {}
+        for axis, d in enumerate(val.shape):
+            if isinstance(d, torch.SymInt) and isinstance(d.node.expr, sympy.Symbol):
+                default = BATCH if axis == 0 else f"{node.name}_{axis}"
+                symbols.name(d.node.expr, names.get(axis, default))
+
+
+def _type(val: torch.Tensor, symbols: SymbolNames) -> TensorType:
+    return TensorType(tuple(symbols.dim(d) for d in val.shape), dtype_name(val.dtype))
+
+
+def _source_tensor(program: ExportedProgram, spec, aliases) -> SourceTensor:
+    if spec.kind == InputKind.PARAMETER:
+        tensor, collection = program.state_dict[spec.target], "params"
+    elif spec.kind == InputKind.BUFFER and spec.persistent:
+        tensor, collection = program.state_dict[spec.target], "batch_stats"
+    elif spec.kind == InputKind.BUFFER:
+        tensor, collection = program.constants[spec.target], "constant"
+    else:  # lifted tensor constants
+        tensor, collection = program.constants[spec.target], "constant"
+    return SourceTensor(spec.target, collection, to_numpy(tensor), aliases.get(spec.target, ()))
+
+
+def _translate_node(b: Builder, node: torch.fx.Node, env: dict, symbols: SymbolNames, origins: dict):
+    import operator
+
+    val = node.meta.get("val")
+    if node.target is operator.getitem:
+        container, index = node.args
+        return env[container][index]
+    if isinstance(val, (torch.SymInt, int)) and not isinstance(val, bool):
+        return symbols.dim(val)
+    if isinstance(val, (torch.SymBool, torch.SymFloat, bool, float)):
+        return val
+    handler = HANDLERS.lookup(node.target)
+    b.source = _source(node)
+    b.name_hint = node.name
+    args = [_arg(a, env) for a in node.args]
+    kwargs = {k: _arg(v, env) for k, v in node.kwargs.items()}
+    try:
+        result = handler(b, *args, **kwargs)
+    except Exception as e:
+        raise TranslationError(
+            f"translating {_op_name(node.target)} ({b.source}) failed: {type(e).__name__}: {e}\n"
+            f"  arguments: {_describe_args(args, kwargs)}"
+        ) from e
+    _check_result(node, result, val, b, symbols)
+    for ref in result if isinstance(result, (tuple, list)) else (result,):
+        if isinstance(ref, TensorRef) and ref.name is not None:
+            origins.setdefault(ref.name, node.name)
+    return result
+
+
+def _arg(a, env):
+    if isinstance(a, torch.fx.Node):
+        return env[a]
+    if isinstance(a, (list, tuple)):
+        return [_arg(x, env) for x in a]
+    if isinstance(a, torch.dtype):
+        return dtype_name(a)
+    return a
+
+
+def _describe_args(args, kwargs) -> str:
+    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    return ", ".join(parts)
+
+
+def _check_result(node: torch.fx.Node, result, val, b: Builder, symbols: SymbolNames) -> None:
+    """Fails if a handler's result disagrees with the type torch recorded for the node."""
+    if isinstance(val, torch.Tensor):
+        pairs = [(result, val)]
+    elif isinstance(val, (tuple, list)):
+        if not isinstance(result, (tuple, list)) or len(result) != len(val):
+            raise TranslationError(f"handler for {_op_name(node.target)} returned {result!r} for {len(val)} outputs")
+        pairs = [(r, v) for r, v in zip(result, val) if isinstance(v, torch.Tensor) and r is not None]
+    else:
+        return
+    for ref, v in pairs:
+        if not isinstance(ref, TensorRef):
+            raise TranslationError(f"handler for {_op_name(node.target)} returned {ref!r}, not a tensor ({b.source})")
+        want_shape = tuple(v.shape)
+        ok = ref.dtype == dtype_name(v.dtype) and len(ref.shape) == len(want_shape)
+        if ok:
+            for have, want in zip(ref.shape, want_shape):
+                if not dims.same_dim(have, symbols.dim(want), b.scope):
+                    ok = False
+        if not ok:
+            raise TranslationError(
+                f"the translation of {_op_name(node.target)} ({b.source}) computes {ref.type}, "
+                f"but torch computes {dtype_name(v.dtype)}{list(v.shape)}; this is a unigraph bug, "
+                "please report it with this message"
+            )
+
+
+def _outputs(node: torch.fx.Node, sig, env, b: Builder) -> list:
+    (values,) = node.args
+    outputs = []
+    for spec, value in zip(sig.output_specs, values):
+        if spec.kind == OutputKind.USER_OUTPUT:
+            outputs.append(env[value] if isinstance(value, torch.fx.Node) else value)
+        elif spec.kind == OutputKind.USER_INPUT_MUTATION:
+            continue  # an in-place op on an input: the converted model returns the same outputs
+        else:
+            raise ExportError(
+                f"the model writes {spec.kind.name.lower().replace('_', ' ')} "
+                f"{spec.target or spec.arg.name!r} while running; unigraph converts models "
+                "whose forward() has no side effects (call model.eval(); "
+                "BatchNorm updates its statistics in training mode)"
+            )
+    return outputs
+
+
+def _spec(torch_spec, leaves, b: Builder) -> tree.Spec:
+    """A unigraph tree spec from a torch TreeSpec, consuming ``leaves`` in order."""
+    if torch_spec.is_leaf():
+        value = next(leaves)
+        if isinstance(value, TensorRef):
+            return tree.tensor(b.value(value))
+        return tree.const(value if isinstance(value, (int, float, bool, str, type(None))) else repr(value))
+    children = [_spec(c, leaves, b) for c in torch_spec.children()]
+    kind = torch_spec.type
+    if kind is type(None):
+        return tree.const(None)
+    if isinstance(torch_spec.context, (list, tuple)) and all(isinstance(k, str) for k in torch_spec.context) and (
+        issubclass(kind, Mapping) or len(torch_spec.context) == len(children)
+    ) and kind not in (tuple, list):
+        return tree.mapping(list(torch_spec.context), children)
+    return tree.sequence("list" if kind is list else "tuple", children)
+
+
+# ---- sources and tensors -------------------------------------------------------------------
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def _source(node: torch.fx.Node) -> Source:
+    stack = node.meta.get("nn_module_stack") or {}
+    module = ""
+    if stack:
+        path, _kind = list(stack.values())[-1]
+        module = re.sub(r"\[(\d+)\]", r".\1", re.sub(r"^L\['self'\]\.?", "", str(path)))
+    frames = _FRAME.findall(node.meta.get("stack_trace") or "")
+    location = ""
+    if frames:
+        outside = [f for f in frames if not f[0].startswith(_TORCH_DIR)]
+        file, line = (outside or frames)[-1]
+        location = f"{_short_path(file)}:{line}"
+    return Source(module=module, location=location, origin=_op_name(node.target))
+
+
+def _short_path(path: str) -> str:
+    marker = "site-packages" + os.sep
+    if marker in path:
+        return path.split(marker, 1)[1]
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return rel if not rel.startswith("..") else path
+
+
+def _aliases(model: torch.nn.Module) -> dict[str, tuple[str, ...]]:
+    """Other state-dict names of tied tensors (``lm_head.weight`` of ``wte.weight``)."""
+    by_id: dict[int, list[str]] = {}
+    for name, t in list(model.named_parameters(remove_duplicate=False)) + list(
+        model.named_buffers(remove_duplicate=False)
+    ):
+        by_id.setdefault(id(t), []).append(name)
+    return {names[0]: tuple(names[1:]) for names in by_id.values() if len(names) > 1}
+
+
+def to_numpy(t: torch.Tensor) -> np.ndarray:
+    """A CPU copy-free NumPy view where possible; bfloat16 through ml_dtypes."""
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
+
+
+def run_reference(model, args: Sequence, kwargs: Mapping | None = None):
+    """Runs a torch model without gradients; outputs as NumPy in plain containers."""
+    def convert(x):
+        if isinstance(x, torch.Tensor):
+            return to_numpy(x).copy()
+        if isinstance(x, Mapping):  # ModelOutput included
+            return {k: convert(v) for k, v in x.items()}
+        if isinstance(x, (tuple, list)):
+            return type(x)(convert(v) for v in x) if type(x) in (tuple, list) else tuple(convert(v) for v in x)
+        return x
+
+    args = tuple(_to_torch(a) for a in args)
+    kwargs = {k: _to_torch(v) for k, v in (kwargs or {}).items()}
+    with torch.no_grad():
+        if isinstance(model, ExportedProgram):
+            model = model.module()
+        return convert(model(*args, **kwargs))
+
+
+def _to_torch(x):
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x)
+    if hasattr(x, "__array__") and not isinstance(x, torch.Tensor) and not np.isscalar(x):
+        return torch.from_numpy(np.asarray(x))
+    return x

@@ -1,0 +1,93 @@
+"""``Converted``: what every frontend returns, and what every backend takes."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from unigraph import signature
+from unigraph.flax import GraphModule, run
+from unigraph.ir import Graph
+from unigraph.params import ParamMap, flatten_variables
+
+
+class Converted:
+    """A converted model: graph, Flax variables, and the map back to the source tensors.
+
+    - ``conv(*args, **kwargs)`` runs it, jitted, taking and returning the
+      source model's structure (NumPy, JAX or torch tensors in, JAX arrays out).
+    - ``conv.module.apply(conv.variables, …)`` is the same by hand.
+    - ``conv.param_map`` records, for every variable leaf, the source tensor
+      name and the exact layout transform.
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        variables: Mapping,
+        param_map: ParamMap,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        trace: Any = None,
+        precision: str | None = "highest",
+    ):
+        self.graph = graph
+        self.variables = jax.tree.map(jnp.asarray, dict(variables))
+        self.param_map = param_map
+        self.metadata = dict(metadata or {})
+        self.trace = trace  # frontend data for node-by-node checks; never saved
+        self.precision = precision
+
+    @functools.cached_property
+    def module(self) -> GraphModule:
+        return GraphModule(self.graph, precision=self.precision)
+
+    @functools.cached_property
+    def _jitted(self):
+        graph, precision = self.graph, self.precision
+        return jax.jit(lambda variables, inputs: run(graph, variables, inputs, precision))
+
+    def __call__(self, *args, **kwargs):
+        inputs = signature.bind(self.graph, args, kwargs)
+        return signature.structure(self.graph, self._jitted(self.variables, inputs))
+
+    def run_flat(self, inputs, variables: Mapping | None = None) -> list:
+        """Flat outputs for flat inputs (``graph.inputs`` order), jitted."""
+        inputs = [signature.as_array(x) for x in inputs]
+        signature.check(self.graph, inputs)
+        return self._jitted(self.variables if variables is None else variables, inputs)
+
+    # ---- description ------------------------------------------------------------------------
+
+    @property
+    def input_names(self) -> list[str]:
+        return list(self.graph.inputs)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.graph.outputs)
+
+    def parameter_count(self) -> int:
+        return sum(int(x.size) for x in jax.tree.leaves(self.variables.get("params", {})))
+
+    def parameter_bytes(self) -> int:
+        return sum(int(x.size) * x.dtype.itemsize for x in jax.tree.leaves(self.variables))
+
+    def summary(self) -> str:
+        source = self.metadata.get("source_model", "model")
+        framework = self.metadata.get("source_framework", "?")
+        shapes = ", ".join(f"{n}: {self.graph.types[n]}" for n in self.graph.inputs)
+        outs = ", ".join(f"{n}: {self.graph.types[n]}" for n in self.graph.outputs)
+        ops = ", ".join(f"{op}×{n}" for op, n in list(self.graph.op_histogram().items())[:8])
+        return (
+            f"{source} from {framework}: {len(self.graph.nodes)} nodes, "
+            f"{self.parameter_count():,} parameters in {len(flatten_variables(self.variables))} leaves\n"
+            f"  inputs:  {shapes}\n  outputs: {outs}\n  ops:     {ops}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<Converted {self.summary()}>"

@@ -1,0 +1,321 @@
+"""The unigraph IR: typed values, nodes of registered ops, and graphs.
+
+A ``Graph`` is an immutable SSA program over named values. Values are the
+graph inputs, the variables (parameters and batch statistics, looked up in a
+Flax variable pytree), constants (NumPy arrays kept in the graph) and node
+outputs. Every value has a ``TensorType``; every node names a registered op,
+its input values, its output values, JSON-able attributes, and the ``Source``
+it came from in the original model.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from unigraph import dims, tree
+from unigraph.dtypes import dtype_name, numpy_dtype
+from unigraph.errors import GraphError
+
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorType:
+    """A tensor's shape (ints and dimension expressions) and dtype name."""
+
+    shape: tuple[dims.Dim, ...]
+    dtype: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(dims.check_dim(d) for d in self.shape))
+        object.__setattr__(self, "dtype", dtype_name(self.dtype))
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def is_static(self) -> bool:
+        return all(isinstance(d, int) for d in self.shape)
+
+    def __str__(self) -> str:
+        return f"{self.dtype}[{','.join(str(d) for d in self.shape)}]"
+
+    def to_json(self) -> dict:
+        return {"shape": list(self.shape), "dtype": self.dtype}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> TensorType:
+        return cls(tuple(data["shape"]), data["dtype"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where a node came from: module path, file:line, and the original op."""
+
+    module: str = ""
+    location: str = ""
+    origin: str = ""
+
+    def __str__(self) -> str:
+        parts = [p for p in (self.module and f"in {self.module}", self.location, self.origin) if p]
+        return ", ".join(parts) or "unknown source"
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    op: str
+    inputs: tuple[str | None, ...]
+    outputs: tuple[str, ...]
+    attrs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    source: Source = Source()
+
+    def describe(self) -> str:
+        return f"node {', '.join(self.outputs)} = {self.op}(…) ({self.source})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Variable:
+    """Where a graph value lives in the variable pytree: collection and path."""
+
+    collection: str
+    path: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return "/".join((self.collection, *self.path))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Graph:
+    """An immutable, validated program (compared and hashed by identity)."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    nodes: tuple[Node, ...]
+    types: Mapping[str, TensorType]
+    variables: Mapping[str, Variable] = dataclasses.field(default_factory=dict)
+    constants: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    input_tree: tree.Spec | None = None  # the structure of (args, kwargs)
+    output_tree: tree.Spec | None = None
+
+    def __post_init__(self):
+        if self.input_tree is None:  # called with the inputs as positional arguments
+            args = tree.sequence("tuple", [tree.tensor(n) for n in self.inputs])
+            spec = tree.sequence("tuple", [args, tree.mapping([], [])])
+            object.__setattr__(self, "input_tree", spec)
+        if self.output_tree is None:
+            if len(self.outputs) == 1:
+                spec = tree.tensor(self.outputs[0])
+            else:
+                spec = tree.sequence("tuple", [tree.tensor(n) for n in self.outputs])
+            object.__setattr__(self, "output_tree", spec)
+
+    # ---- queries -----------------------------------------------------------------
+
+    def variable_types(self, collection: str | None = None) -> Iterator[tuple[Variable, TensorType]]:
+        for name, var in self.variables.items():
+            if collection is None or var.collection == collection:
+                yield var, self.types[name]
+
+    def op_histogram(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for node in self.nodes:
+            counts[node.op] = counts.get(node.op, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def symbols(self) -> list[str]:
+        """The dimension symbols of the inputs, in order of first appearance."""
+        seen: dict[str, None] = {}
+        for name in self.inputs:
+            for d in self.types[name].shape:
+                for s in sorted(dims.symbols(d)):
+                    seen.setdefault(s)
+        return list(seen)
+
+    # ---- validation -------------------------------------------------------------------
+
+    def validate(self) -> Graph:
+        """Checks structure, SSA form, types and every node's op and attributes.
+
+        Returns the graph itself; raises ``GraphError`` naming the first problem.
+        """
+        from unigraph.ops import REGISTRY
+
+        defined: set[str] = set()
+
+        def define(name: str, what: str) -> None:
+            if not isinstance(name, str) or not name:
+                raise GraphError(f"{what}: value names are non-empty strings, got {name!r}")
+            if name in defined:
+                raise GraphError(f"{what}: value {name!r} is defined twice (graphs are SSA)")
+            if name not in self.types:
+                raise GraphError(f"{what}: value {name!r} has no type")
+            defined.add(name)
+
+        for name in self.inputs:
+            define(name, "graph input")
+        for name in self.variables:
+            define(name, "variable")
+        for name, array in self.constants.items():
+            define(name, "constant")
+            t = self.types[name]
+            if tuple(array.shape) != t.shape or dtype_name(array.dtype) != t.dtype:
+                raise GraphError(
+                    f"constant {name!r} is {array.dtype}{list(array.shape)} but typed {t}"
+                )
+        for i, node in enumerate(self.nodes):
+            where = f"node {i} ({node.op} -> {', '.join(node.outputs)}; {node.source})"
+            if node.op not in REGISTRY:
+                raise GraphError(f"{where}: unknown op {node.op!r}")
+            opdef = REGISTRY.get(node.op)
+            problem = opdef.check_arity(len(node.inputs))
+            if problem:
+                raise GraphError(f"{where}: {node.op} {problem}")
+            for j, name in enumerate(node.inputs):
+                if name is None:
+                    if j >= len(opdef.inputs) or opdef.inputs[j] not in opdef.optional:
+                        raise GraphError(f"{where}: input {j} is required but missing")
+                elif name not in defined:
+                    raise GraphError(f"{where}: input {name!r} is not defined before use")
+            problems = opdef.check_attrs(node.attrs)
+            if problems:
+                raise GraphError(f"{where}: " + "; ".join(problems))
+            if not node.outputs:
+                raise GraphError(f"{where}: a node has at least one output")
+            for name in node.outputs:
+                define(name, where)
+        for name in self.outputs:
+            if name not in defined:
+                raise GraphError(f"graph output {name!r} is not defined")
+        kinds = [item["kind"] for item in self.input_tree.get("items", ())]
+        if self.input_tree["kind"] != "tuple" or kinds != ["tuple", "dict"]:
+            raise GraphError("input_tree must describe (args, kwargs): a tuple of a tuple and a dict")
+        if set(tree.tensor_names(self.input_tree)) != set(self.inputs):
+            raise GraphError("input_tree does not name exactly the graph inputs")
+        if not set(tree.tensor_names(self.output_tree)) <= set(self.outputs):
+            raise GraphError("output_tree names values that are not graph outputs")
+        return self
+
+    # ---- printing ------------------------------------------------------------------------
+
+    def __str__(self) -> str:
+        def sig(names):
+            return ", ".join(f"{n}: {self.types[n]}" for n in names)
+
+        lines = [f"graph({sig(self.inputs)}) -> ({sig(self.outputs)}) {{"]
+        for node in self.nodes:
+            args = [n if n is not None else "None" for n in node.inputs]
+            args += [f"{k}={_short(v)}" for k, v in node.attrs.items()]
+            outs = ", ".join(f"{n}: {self.types[n]}" for n in node.outputs)
+            comment = f"  # {node.source}" if node.source != Source() else ""
+            lines.append(f"  {outs} = {node.op}({', '.join(args)}){comment}")
+        lines.append("}")
+        return "\n".join(lines)
+
+    # ---- JSON --------------------------------------------------------------------------------
+
+    def to_json(self, constant_store: dict[str, np.ndarray] | None = None) -> dict:
+        """The graph as JSON-able data.
+
+        Constants are written inline (base64) unless ``constant_store`` is
+        given: then they are put there by name and the JSON refers to them.
+        """
+        constants = {}
+        for name, array in self.constants.items():
+            if constant_store is not None:
+                constant_store[name] = array
+                constants[name] = {"stored": True}
+            else:
+                data = base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
+                constants[name] = {"data": data}
+        return {
+            "format": "unigraph",
+            "version": FORMAT_VERSION,
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "types": {n: t.to_json() for n, t in self.types.items()},
+            "variables": {
+                n: {"collection": v.collection, "path": list(v.path)}
+                for n, v in self.variables.items()
+            },
+            "constants": constants,
+            "nodes": [
+                {
+                    "op": node.op,
+                    "inputs": list(node.inputs),
+                    "outputs": list(node.outputs),
+                    "attrs": _jsonable(node.attrs),
+                    "source": dataclasses.asdict(node.source),
+                }
+                for node in self.nodes
+            ],
+            "input_tree": self.input_tree,
+            "output_tree": self.output_tree,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping, constant_store: Mapping[str, np.ndarray] | None = None) -> Graph:
+        from unigraph.ops.registry import freeze
+
+        if data.get("format") != "unigraph":
+            raise GraphError("not a unigraph graph (the 'format' field is missing)")
+        if data.get("version", 0) > FORMAT_VERSION:
+            raise GraphError(
+                f"graph format version {data['version']} is newer than this unigraph "
+                f"understands ({FORMAT_VERSION}); upgrade unigraph"
+            )
+        types = {n: TensorType.from_json(t) for n, t in data["types"].items()}
+        constants = {}
+        for name, entry in data["constants"].items():
+            if entry.get("stored"):
+                if constant_store is None or name not in constant_store:
+                    raise GraphError(f"constant {name!r} is stored outside the JSON but was not given")
+                constants[name] = np.asarray(constant_store[name])
+            else:
+                t = types[name]
+                raw = base64.b64decode(entry["data"])
+                constants[name] = np.frombuffer(raw, numpy_dtype(t.dtype)).reshape(t.shape).copy()
+        return cls(
+            inputs=tuple(data["inputs"]),
+            outputs=tuple(data["outputs"]),
+            nodes=tuple(
+                Node(
+                    op=n["op"],
+                    inputs=tuple(n["inputs"]),
+                    outputs=tuple(n["outputs"]),
+                    attrs={k: freeze(v) for k, v in n["attrs"].items()},
+                    source=Source(**n.get("source", {})),
+                )
+                for n in data["nodes"]
+            ),
+            types=types,
+            variables={
+                n: Variable(v["collection"], tuple(v["path"])) for n, v in data["variables"].items()
+            },
+            constants=constants,
+            input_tree=data.get("input_tree"),
+            output_tree=data.get("output_tree"),
+        ).validate()
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"

@@ -1,0 +1,100 @@
+"""Calling a graph: matching user arguments to inputs, checking them, structuring outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from unigraph import tree
+from unigraph.dtypes import jax_dtype, numpy_dtype
+from unigraph.errors import InputError
+from unigraph.interpreter import bind_symbols
+from unigraph.ir import Graph
+
+
+def as_array(x: Any):
+    """A JAX array as is; a torch tensor or anything array-like as a NumPy array."""
+    module = type(x).__module__
+    if module.startswith("jax") or module.startswith("jaxlib"):
+        return x
+    if module.startswith("torch"):
+        import torch  # only reached when the caller passes torch tensors
+
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16:
+            import ml_dtypes
+
+            return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return x.numpy()
+    if module.startswith("tensorflow"):
+        return x.numpy()
+    return np.asarray(x)
+
+
+def bind(graph: Graph, args: Sequence, kwargs: Mapping) -> list:
+    """The graph inputs, in order, from a call's arguments; checked, as arrays.
+
+    Arguments follow the source model's signature (``args``, ``kwargs`` and
+    their nesting); a flat positional list of every tensor input is accepted too.
+    """
+    by_name = _match(graph, args, kwargs)
+    arrays = [as_array(by_name[name]) for name in graph.inputs]
+    check(graph, arrays)
+    return arrays
+
+
+def _match(graph: Graph, args: Sequence, kwargs: Mapping) -> dict[str, Any]:
+    spec = graph.input_tree
+    try:
+        return tree.match(spec, (tuple(args), dict(kwargs)), where="")
+    except ValueError as error:
+        if not kwargs and len(args) == len(graph.inputs):
+            return dict(zip(graph.inputs, args))
+        message = str(error).replace("[0]", "args", 1).replace("[1]", "kwargs", 1)
+        raise InputError(f"{message}\n  the model takes {describe(graph)}") from None
+
+
+def check(graph: Graph, arrays: Sequence) -> None:
+    """Raises ``InputError`` naming the input whose rank, dtype or static size is wrong."""
+    for name, x in zip(graph.inputs, arrays):
+        want = graph.types[name]
+        if not _dtype_fits(np.dtype(x.dtype), want.dtype):
+            raise InputError(
+                f"input {name!r}: expected dtype {want.dtype} ({want}), got {np.dtype(x.dtype)}"
+                f" (convert it with .astype({want.dtype!r}))"
+            )
+    bind_symbols(graph, [tuple(np.shape(x)) for x in arrays])
+
+
+def _dtype_fits(given: np.dtype, expected: str) -> bool:
+    """Floats must match exactly; integers only as JAX stores them (int64 ids run as int32)."""
+    if given == numpy_dtype(expected):
+        return True
+    if np.issubdtype(given, np.floating) or np.issubdtype(numpy_dtype(expected), np.floating):
+        return False
+    return jax_dtype(given.name) == jax_dtype(expected)
+
+
+def structure(graph: Graph, outputs: Sequence) -> Any:
+    """Outputs (in ``graph.outputs`` order) in the structure the source model returns."""
+    by_name = dict(zip(graph.outputs, outputs))
+    return tree.unflatten(graph.output_tree, by_name.__getitem__)
+
+
+def describe(graph: Graph) -> str:
+    """``(x: float32[batch,3,64,64])`` or ``(input_ids=int64[batch,8], …)``."""
+    args_spec, kwargs_spec = graph.input_tree["items"]
+    parts = [_leaf(graph, s) for s in args_spec["items"]]
+    parts += [f"{k}={_leaf(graph, s)}" for k, s in zip(kwargs_spec["keys"], kwargs_spec["items"])]
+    return f"({', '.join(parts)})"
+
+
+def _leaf(graph: Graph, spec: tree.Spec) -> str:
+    names = tree.tensor_names(spec)
+    if spec["kind"] == "tensor":
+        return str(graph.types[names[0]])
+    if spec["kind"] == "const":
+        return repr(spec["value"])
+    return "(" + ", ".join(str(graph.types[n]) for n in names) + ")"
