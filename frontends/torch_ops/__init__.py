@@ -56,6 +56,19 @@ def handles(*targets) -> Callable[[Callable], Callable]:
 
 
 # Importing the families registers their handlers.
-from unigraph.frontends.torch_ops import elementwise, linalg  # noqa: E402,F401
+from unigraph.frontends.torch_ops import (  # noqa: E402,F401
+    attention,
+    conv,
+    creation,
+    elementwise,
+    index,
+    linalg,
+    norm,
+    pool,
+    recurrent,
+    reduce,
+    resize,
+    shape,
+)
 
 __all__ = ["HANDLERS", "Builder", "SourceTensor", "TensorRef", "aten", "handles"]

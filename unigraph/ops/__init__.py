@@ -2,6 +2,19 @@
 
 from unigraph.ops.registry import REGISTRY, DType, OpDef, SymDim, SymShape, op
 
-from unigraph.ops import elementwise, linalg  # noqa: E402,F401  (registers ops)
+from unigraph.ops import (  # noqa: E402,F401  (importing registers the ops)
+    attention,
+    conv,
+    creation,
+    elementwise,
+    index,
+    linalg,
+    norm,
+    pool,
+    recurrent,
+    reduce,
+    resize,
+    shape,
+)
 
 __all__ = ["REGISTRY", "DType", "OpDef", "SymDim", "SymShape", "op"]

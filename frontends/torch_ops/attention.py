@@ -1,0 +1,1 @@
+"""ATen attention handlers (being written)."""

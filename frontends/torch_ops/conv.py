@@ -1,0 +1,1 @@
+"""ATen conv handlers (being written)."""

@@ -1,0 +1,1 @@
+"""ATen creation handlers (being written)."""

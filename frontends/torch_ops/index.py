@@ -1,0 +1,1 @@
+"""ATen index handlers (being written)."""

@@ -1,0 +1,1 @@
+"""ATen norm handlers (being written)."""

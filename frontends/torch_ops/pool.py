@@ -1,0 +1,1 @@
+"""ATen pool handlers (being written)."""

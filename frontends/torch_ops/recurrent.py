@@ -1,0 +1,1 @@
+"""ATen recurrent handlers (being written)."""

@@ -1,0 +1,1 @@
+"""ATen reduce handlers (being written)."""

@@ -1,0 +1,1 @@
+"""ATen resize handlers (being written)."""

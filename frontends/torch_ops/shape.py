@@ -1,0 +1,1 @@
+"""ATen shape handlers (being written)."""

@@ -1,0 +1,1 @@
+"""resize ops (being written)."""
