@@ -561,3 +561,28 @@ def _to_torch(x):
     if hasattr(x, "__array__") and not isinstance(x, torch.Tensor) and not np.isscalar(x):
         return torch.from_numpy(np.asarray(x))
     return x
+
+
+def intermediate_values(program: ExportedProgram, args: Sequence, kwargs: Mapping) -> dict[str, np.ndarray]:
+    """Every tensor the program computes on these inputs, by fx node name (for ``locate``)."""
+    user = iter(pytree.tree_leaves((tuple(_to_torch(a) for a in args), {k: _to_torch(v) for k, v in kwargs.items()})))
+    values = []
+    for spec in program.graph_signature.input_specs:
+        if spec.kind == InputKind.USER_INPUT:
+            values.append(next(user))
+        elif spec.target in program.state_dict:
+            values.append(program.state_dict[spec.target])
+        else:
+            values.append(program.constants[spec.target])
+    recorded: dict[str, np.ndarray] = {}
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, n):
+            result = super().run_node(n)
+            if isinstance(result, torch.Tensor) and n.op == "call_function":
+                recorded[n.name] = to_numpy(result).copy()
+            return result
+
+    with torch.no_grad():
+        Recorder(program.graph_module).run(*values)
+    return recorded

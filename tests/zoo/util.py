@@ -1,0 +1,39 @@
+"""Whole-model checks: convert once (batch dynamic), compare with torch eager at several batch sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+import unigraph as ug
+
+#: float32 tolerances at the outputs, as DESIGN.md states them.
+RTOL, ATOL = 1e-4, 1e-5
+
+
+def assert_converts(
+    model: torch.nn.Module,
+    make_inputs: Callable[[int], tuple[tuple, dict]],
+    batches=(1, 3),
+    rtol: float = RTOL,
+    atol: float = ATOL,
+):
+    """Converts ``model`` on inputs of the first batch size; checks every batch size."""
+    torch.manual_seed(0)
+    model.eval()
+    args, kwargs = make_inputs(batches[0])
+    conv = ug.from_torch(model, args, kwargs)
+    for batch in batches:
+        args, kwargs = make_inputs(batch)
+        report = ug.check(model, conv, args, kwargs, rtol=rtol, atol=atol)
+        assert report.ok, f"batch {batch}:\n{report}"
+    return conv
+
+
+def image(channels: int = 3, size: int = 64):
+    def make(batch: int):
+        generator = torch.Generator().manual_seed(batch)
+        return (torch.randn(batch, channels, size, size, generator=generator),), {}
+
+    return make

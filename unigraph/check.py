@@ -1,0 +1,314 @@
+"""The numerical checker: a converted model against its source, output by output.
+
+``check(reference, candidate, inputs)`` runs both on the same inputs and
+compares every output leaf with metrics computed by one jitted JAX function
+(on whatever device JAX has): max absolute error, max relative error, the
+fraction of elements outside ``atol + rtol * |reference|``, and cosine
+similarity. When outputs disagree and the reference is the torch model a
+conversion came from, ``locate`` re-runs both node by node and names the
+first graph node whose value diverges, with its source location.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from unigraph.converted import Converted
+from unigraph.dtypes import jax_dtype
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputCheck:
+    """One output leaf: its path, shapes, dtypes and error metrics."""
+
+    path: str
+    shape: tuple[int, ...]
+    reference_dtype: str
+    candidate_dtype: str
+    max_abs: float
+    max_rel: float
+    mismatch: float
+    cosine: float
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None and self.mismatch == 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Divergence:
+    """The first graph value that disagrees with the source model's matching value."""
+
+    value: str
+    op: str
+    source: str
+    max_abs: float
+    max_rel: float
+    mismatch: float
+
+    def __str__(self) -> str:
+        return (
+            f"first divergence at {self.value} = {self.op}(…) ({self.source}): "
+            f"max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}, "
+            f"{self.mismatch:.2%} of elements outside tolerance"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    reference: str
+    candidate: str
+    outputs: tuple[OutputCheck, ...]
+    rtol: float
+    atol: float
+    device: str
+    divergence: Divergence | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.outputs) and all(o.ok for o in self.outputs)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def table(self) -> str:
+        header = ("output", "shape", "dtype", "max abs", "max rel", "mismatch", "cosine", "")
+        rows = [header]
+        for o in self.outputs:
+            dtype = o.reference_dtype if o.reference_dtype == o.candidate_dtype else (
+                f"{o.reference_dtype}→{o.candidate_dtype}"
+            )
+            rows.append(
+                (
+                    o.path,
+                    "x".join(str(d) for d in o.shape) or "scalar",
+                    dtype,
+                    _num(o.max_abs),
+                    _num(o.max_rel),
+                    f"{o.mismatch:.2%}",
+                    f"{o.cosine:.6f}",
+                    "ok" if o.ok else "FAIL" + (f": {o.problem}" if o.problem else ""),
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in rows
+        ]
+        lines.insert(1, "-" * len(lines[0]))
+        return "\n".join(line.rstrip() for line in lines)
+
+    def __str__(self) -> str:
+        passed = sum(o.ok for o in self.outputs)
+        verdict = "PASS" if self.ok else "FAIL"
+        text = (
+            f"{self.candidate} vs {self.reference} on {self.device} "
+            f"(rtol={self.rtol:g}, atol={self.atol:g})\n{self.table()}\n"
+            f"{verdict}: {passed}/{len(self.outputs)} outputs within tolerance"
+        )
+        if self.divergence is not None:
+            text += f"\n{self.divergence}"
+        return text
+
+    def to_json(self) -> dict:
+        return {
+            "ok": self.ok,
+            "reference": self.reference,
+            "candidate": self.candidate,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "device": self.device,
+            "outputs": [dataclasses.asdict(o) | {"ok": o.ok} for o in self.outputs],
+            "divergence": None if self.divergence is None else dataclasses.asdict(self.divergence),
+        }
+
+
+def _num(x: float) -> str:
+    return "nan" if math.isnan(x) else f"{x:.3g}"
+
+
+def check(
+    reference: Any,
+    candidate: Any,
+    inputs: Any,
+    kwargs: Mapping | None = None,
+    *,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+    locate: bool = True,
+) -> Report:
+    """Runs ``reference`` and ``candidate`` on ``inputs`` and compares every output.
+
+    ``reference``: a torch model (or ExportedProgram), a ``Converted``, or any
+    callable taking NumPy arrays. ``candidate``: a ``Converted`` or such a
+    callable. ``inputs``: the positional arguments (a tuple, or one array or
+    tensor); ``kwargs``: keyword arguments. With ``locate`` (the default), a
+    failing check of a torch-origin conversion names the first diverging node.
+    """
+    args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    kwargs = dict(kwargs or {})
+    want = _flatten(_run(reference, args, kwargs))
+    got = _flatten(_run(candidate, args, kwargs))
+    rows = []
+    for path in dict.fromkeys([*want, *got]):
+        if path not in got or path not in want:
+            side = "candidate" if path not in got else "reference"
+            present = want.get(path, got.get(path))
+            rows.append(_missing(path, present, side))
+            continue
+        rows.append(compare_arrays(path, want[path], got[path], rtol, atol))
+    report = Report(
+        reference=_describe(reference),
+        candidate=_describe(candidate),
+        outputs=tuple(rows),
+        rtol=rtol,
+        atol=atol,
+        device=_device(),
+    )
+    if not report.ok and locate:
+        divergence = _locate(reference, candidate, args, kwargs, rtol, atol)
+        report = dataclasses.replace(report, divergence=divergence)
+    return report
+
+
+def compare_arrays(path: str, reference, candidate, rtol: float, atol: float) -> OutputCheck:
+    reference, candidate = np.asarray(reference), np.asarray(candidate)
+    ref_dtype, cand_dtype = reference.dtype.name, candidate.dtype.name
+    if reference.shape != candidate.shape:
+        return OutputCheck(
+            path, reference.shape, ref_dtype, cand_dtype, math.inf, math.inf, 1.0, math.nan,
+            problem=f"shape {list(candidate.shape)} ≠ {list(reference.shape)}",
+        )
+    problem = None
+    if jax_dtype(ref_dtype) != jax_dtype(cand_dtype):
+        problem = f"dtype {cand_dtype} ≠ {ref_dtype}"
+    exact = not np.issubdtype(reference.dtype, np.inexact)
+    metrics = _metrics(
+        jnp.asarray(reference.astype(np.float32)),
+        jnp.asarray(candidate.astype(np.float32)),
+        0.0 if exact else rtol,
+        0.0 if exact else atol,
+    )
+    max_abs, max_rel, mismatch, cosine = (float(m) for m in metrics)
+    return OutputCheck(path, reference.shape, ref_dtype, cand_dtype, max_abs, max_rel, mismatch, cosine, problem)
+
+
+@jax.jit
+def _metrics(reference, candidate, rtol, atol):
+    """max abs, max rel (where |reference| > atol), mismatch fraction, cosine similarity."""
+    both_nan = jnp.isnan(reference) & jnp.isnan(candidate)
+    diff = jnp.where(both_nan, 0.0, jnp.abs(candidate - reference))
+    diff = jnp.where(jnp.isnan(diff), jnp.inf, diff)
+    magnitude = jnp.abs(reference)
+    rel = jnp.where(magnitude > atol, diff / jnp.where(magnitude > 0, magnitude, 1.0), 0.0)
+    bad = diff > atol + rtol * magnitude
+    size = max(reference.size, 1)
+    r = jnp.where(both_nan, 0.0, reference).ravel()
+    c = jnp.where(both_nan, 0.0, candidate).ravel()
+    norms = jnp.linalg.norm(r) * jnp.linalg.norm(c)
+    cosine = jnp.where(norms > 0, jnp.vdot(r, c) / jnp.where(norms > 0, norms, 1.0), 1.0)
+    return (
+        jnp.max(diff, initial=0.0),
+        jnp.max(rel, initial=0.0),
+        jnp.sum(bad) / size,
+        cosine,
+    )
+
+
+def _missing(path: str, present, side: str) -> OutputCheck:
+    present = np.asarray(present)
+    return OutputCheck(
+        path, present.shape, present.dtype.name, present.dtype.name, math.inf, math.inf, 1.0,
+        math.nan, problem=f"missing in the {side}",
+    )
+
+
+# ---- running models ----------------------------------------------------------------------
+
+
+def _is_torch(model) -> bool:
+    module = type(model).__module__
+    return module.startswith("torch") or any(
+        c.__module__.startswith("torch.nn") for c in type(model).__mro__
+    )
+
+
+def _run(model, args: tuple, kwargs: dict):
+    if isinstance(model, Converted):
+        return jax.tree.map(np.asarray, model(*args, **kwargs))
+    if _is_torch(model):
+        from unigraph.frontends.torch_export import run_reference
+
+        return run_reference(model, args, kwargs)
+    if callable(model):
+        from unigraph.signature import as_array
+
+        return model(*(as_array(a) for a in args), **{k: as_array(v) for k, v in kwargs.items()})
+    raise TypeError(f"cannot run {type(model).__name__}: expected a model, a Converted or a callable")
+
+
+def _flatten(outputs, path: str = "") -> dict[str, np.ndarray]:
+    """``{"['logits']": array, "[0]": array, …}``: every array leaf by its path."""
+    if isinstance(outputs, Mapping):
+        items = [(f"{path}[{k!r}]", v) for k, v in outputs.items()]
+    elif isinstance(outputs, (tuple, list)):
+        items = [(f"{path}[{i}]", v) for i, v in enumerate(outputs)]
+    elif outputs is None:
+        return {}
+    else:
+        return {path or "output": np.asarray(outputs)}
+    flat: dict[str, np.ndarray] = {}
+    for p, v in items:
+        flat.update(_flatten(v, p))
+    return flat
+
+
+def _describe(model) -> str:
+    if isinstance(model, Converted):
+        return f"converted {model.metadata.get('source_model', 'model')} (jax)"
+    if _is_torch(model):
+        import torch
+
+        return f"{type(model).__name__} (torch {torch.__version__})"
+    return getattr(model, "__name__", type(model).__name__)
+
+
+def _device() -> str:
+    device = jax.devices()[0]
+    return f"{device.platform}:{device.device_kind}"
+
+
+# ---- locating the first divergence -------------------------------------------------------------
+
+
+def _locate(reference, candidate, args, kwargs, rtol, atol) -> Divergence | None:
+    """Compares intermediate values node by node (torch-origin conversions only)."""
+    trace = getattr(candidate, "trace", None)
+    if not isinstance(candidate, Converted) or trace is None or not _is_torch(reference):
+        return None
+    from unigraph import interpreter, signature
+    from unigraph.frontends.torch_export import intermediate_values
+
+    torch_values = intermediate_values(trace.program, args, kwargs)
+    inputs = signature.bind(candidate.graph, args, kwargs)
+    _, values = interpreter.run(candidate.graph, candidate.variables, [jnp.asarray(x) for x in inputs], collect=True)
+    for node in candidate.graph.nodes:
+        for name in node.outputs:
+            origin = trace.origins.get(name)
+            if origin is None or origin not in torch_values:
+                continue
+            want = torch_values[origin]
+            got = np.asarray(values[name])
+            if want.shape != got.shape:
+                continue
+            row = compare_arrays(name, want, got, rtol, atol)
+            if not row.ok:
+                return Divergence(name, node.op, str(node.source), row.max_abs, row.max_rel, row.mismatch)
+    return None
