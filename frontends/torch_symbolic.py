@@ -8,6 +8,8 @@ name the caller chose) and writes expressions in JAX's symbolic syntax.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Mapping
 
 import sympy
@@ -45,41 +47,34 @@ class SymbolNames:
         expr = value.node.expr if isinstance(value, torch.SymInt) else value
         if expr.is_number:
             return int(expr)
-        text = self._text(expr)
-        return dims.from_jax(self._scope.dim(text))
+        return dims.from_jax(self._jax(expr))
 
-    def _text(self, e) -> str:
+    def _jax(self, e):
+        """The expression as a JAX dimension (int or symbolic), which normalizes it."""
         if e.is_Integer:
-            return str(int(e))
+            return int(e)
         if e.is_Symbol:
             if e not in self._names:
                 raise NotImplementedError(
                     f"the size {e} depends on tensor values (a data-dependent shape); "
                     "unigraph needs shapes that follow from the input shapes"
                 )
-            return self._names[e]
-        args = [self._text(a) for a in e.args]
+            return self._scope.dim(self._names[e])
+        args = [self._jax(a) for a in e.args]
         if isinstance(e, sympy.Add):
-            return "(" + " + ".join(args) + ")"
+            return functools.reduce(operator.add, args)
         if isinstance(e, sympy.Mul):
-            return "(" + "*".join(args) + ")"
+            return functools.reduce(operator.mul, args)
         if isinstance(e, (F.FloorDiv, F.CleanDiv)):
-            return f"floordiv({args[0]}, {args[1]})"
+            return args[0] // args[1]
         if isinstance(e, F.CeilDiv):
-            return f"(-floordiv(-({args[0]}), {args[1]}))"
+            return -((-args[0]) // args[1])
         if isinstance(e, (F.Mod, F.PythonMod)):
-            return f"mod({args[0]}, {args[1]})"
+            return args[0] % args[1]
         if isinstance(e, (F.Max, sympy.Max)):
-            return _fold("max", args)
+            return functools.reduce(dims.maximum, args)
         if isinstance(e, (F.Min, sympy.Min)):
-            return _fold("min", args)
+            return functools.reduce(dims.minimum, args)
         if isinstance(e, (sympy.Pow, F.PowByNatural)) and e.args[1].is_Integer and int(e.args[1]) >= 0:
-            return "(" + "*".join([args[0]] * int(e.args[1])) + ")" if int(e.args[1]) else "1"
+            return functools.reduce(operator.mul, [args[0]] * int(e.args[1]), 1)
         raise NotImplementedError(f"symbolic size {e} ({type(e).__name__}) has no unigraph form")
-
-
-def _fold(fn: str, args: list[str]) -> str:
-    text = args[0]
-    for a in args[1:]:
-        text = f"{fn}({text}, {a})"
-    return text

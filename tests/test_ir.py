@@ -138,3 +138,11 @@ def test_attribute_conformance():
 def test_every_op_documents_itself():
     undocumented = [name for name in REGISTRY.names() if not REGISTRY.get(name).doc]
     assert not undocumented
+
+
+def test_non_finite_attributes_survive_strict_json():
+    graph = mlp_graph()
+    node = Node("softplus", ("h",), ("y",), {"beta": 1.0, "threshold": float("inf")})
+    graph = Graph(graph.inputs, graph.outputs, (graph.nodes[0], node), graph.types, graph.variables).validate()
+    again = Graph.from_json(json.loads(graph.dumps()))
+    assert again.nodes[1].attrs["threshold"] == float("inf")

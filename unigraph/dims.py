@@ -34,13 +34,15 @@ def _core_minmax(fn: str, a, b):
     return core.max_dim(a, b) if fn == "max" else core.min_dim(a, b)
 
 
-def _max(a, b):
+def maximum(a, b):
+    """max of two dimensions, ints or JAX symbolic dimensions."""
     if isinstance(a, int) and isinstance(b, int):
         return max(a, b)
     return _core_minmax("max", a, b)
 
 
-def _min(a, b):
+def minimum(a, b):
+    """min of two dimensions, ints or JAX symbolic dimensions."""
     if isinstance(a, int) and isinstance(b, int):
         return min(a, b)
     return _core_minmax("min", a, b)
@@ -49,8 +51,8 @@ def _min(a, b):
 _CALLS = {
     "floordiv": operator.floordiv,
     "mod": operator.mod,
-    "max": _max,
-    "min": _min,
+    "max": maximum,
+    "min": minimum,
 }
 
 

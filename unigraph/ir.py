@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -262,8 +263,6 @@ class Graph:
 
     @classmethod
     def from_json(cls, data: Mapping, constant_store: Mapping[str, np.ndarray] | None = None) -> Graph:
-        from unigraph.ops.registry import freeze
-
         if data.get("format") != "unigraph":
             raise GraphError("not a unigraph graph (the 'format' field is missing)")
         if data.get("version", 0) > FORMAT_VERSION:
@@ -290,7 +289,7 @@ class Graph:
                     op=n["op"],
                     inputs=tuple(n["inputs"]),
                     outputs=tuple(n["outputs"]),
-                    attrs={k: freeze(v) for k, v in n["attrs"].items()},
+                    attrs={k: _from_jsonable(v) for k, v in n["attrs"].items()},
                     source=Source(**n.get("source", {})),
                 )
                 for n in data["nodes"]
@@ -305,14 +304,26 @@ class Graph:
         ).validate()
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json())
+        return json.dumps(self.to_json(), allow_nan=False)
 
 
 def _jsonable(value: Any) -> Any:
+    """Attribute values as strict JSON: tuples as lists, inf/nan as ``{"float": "inf"}``."""
     if isinstance(value, Mapping):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, (tuple, list)):
         return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"float": repr(value)}
+    return value
+
+
+def _from_jsonable(value: Any) -> Any:
+    """The inverse of ``_jsonable``: lists back to tuples, tagged floats back to floats."""
+    if isinstance(value, Mapping) and set(value) == {"float"}:
+        return float(value["float"])
+    if isinstance(value, list):
+        return tuple(_from_jsonable(v) for v in value)
     return value
 
 

@@ -121,6 +121,11 @@ class Builder:
         """The graph value name of ``t``, claiming a source tensor as is if needed."""
         return t.name if t.source is None else self.weight(t, None).name
 
+    def retype(self, t: TensorRef, type: TensorType) -> TensorRef:
+        """``t`` declared with an equivalent type (the same sizes, written otherwise)."""
+        self.types[t.name] = type
+        return TensorRef(t.name, type, t.source)
+
     # ---- parameters ----------------------------------------------------------------------
 
     def weight(self, t: TensorRef, role: str | None, perm: Sequence[int] | None = None) -> TensorRef:

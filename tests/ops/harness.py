@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import unigraph as ug
+from unigraph.frontends.torch_export import to_numpy
 from unigraph.dtypes import jax_dtype
 
 
@@ -103,7 +104,7 @@ def run_case(case: Case) -> None:
 def compare(module, conv, xs: list[torch.Tensor], case: Case) -> None:
     with torch.no_grad():
         expected = module(*xs)
-    got = conv(*[x.numpy() for x in xs])
+    got = conv(*[to_numpy(x) for x in xs])
     want_leaves = _leaves(expected)
     got_leaves = _leaves(got)
     assert len(want_leaves) == len(got_leaves), f"{len(got_leaves)} outputs, torch has {len(want_leaves)}"

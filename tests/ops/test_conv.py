@@ -1,0 +1,130 @@
+"""Convolutions: conv1d/2d/3d and transposed convs in every torch spelling, and their Flax kernels."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import unigraph as ug
+from tests.ops.harness import Case, T, params, run_case
+from unigraph.ops import REGISTRY
+
+aten = torch.ops.aten
+
+# Convolutions sum many products; float32 summation order differs from torch's.
+TOL = {"rtol": 1e-4, "atol": 1e-5}
+HALF = {"rtol": 2e-2, "atol": 2e-2}
+
+X1 = T((2, 4, 11))
+X2 = T((2, 4, 9, 8))
+X3 = T((2, 2, 5, 6, 7))
+
+
+def _half(dtype, module):
+    """``module`` in ``dtype``, fed a float32 input cast to ``dtype`` (the harness passes float32)."""
+    return nn.Sequential(_Cast(dtype), module.to(dtype))
+
+
+class _Cast(nn.Module):
+    def __init__(self, dtype):
+        super().__init__()
+        self.dtype = dtype
+
+    def forward(self, x):
+        return x.to(self.dtype)
+
+
+CASES = [
+    # dense, strided, dilated, grouped, depthwise, no bias
+    Case("conv1d", nn.Conv1d(4, 6, 3), [X1], ("conv",), **TOL),
+    Case("conv1d_stride_pad", nn.Conv1d(4, 6, 4, stride=3, padding=2), [X1], ("conv",), **TOL),
+    Case("conv2d", nn.Conv2d(4, 6, 3, padding=1), [X2], ("conv",), **TOL),
+    Case("conv2d_rect", nn.Conv2d(4, 6, (1, 3), stride=(2, 1), padding=(0, 2)), [X2], ("conv",), **TOL),
+    Case("conv2d_stride2", nn.Conv2d(4, 6, 3, stride=2), [X2], ("conv",), **TOL),
+    Case("conv2d_dilated", nn.Conv2d(4, 6, 3, dilation=(2, 3), padding=2), [X2], ("conv",), **TOL),
+    Case("conv2d_grouped", nn.Conv2d(4, 6, 3, groups=2), [X2], ("conv",), **TOL),
+    Case("conv2d_depthwise", nn.Conv2d(4, 8, 3, groups=4, padding=1), [X2], ("conv",), **TOL),
+    Case("conv2d_no_bias", nn.Conv2d(4, 6, 1, bias=False), [X2], ("conv",), **TOL),
+    Case("conv3d", nn.Conv3d(2, 3, 3, padding=(0, 1, 2)), [X3], ("conv",), **TOL),
+    Case("conv3d_stride_groups", nn.Conv3d(2, 4, (1, 2, 3), stride=(1, 2, 2), groups=2), [X3], ("conv",), **TOL),
+    # padding conventions: strings, even kernels, asymmetric through F.pad
+    Case("same_even_kernel", nn.Conv2d(4, 6, (4, 2), padding="same"), [X2], ("conv",), **TOL),
+    Case("same_dilated", nn.Conv1d(4, 6, 4, padding="same", dilation=3), [X1], ("conv",), **TOL),
+    Case("valid_string", lambda x, w: F.conv2d(x, w, padding="valid"), [X2, T((6, 4, 2, 3))], ("conv",), dynamic=False, **TOL),
+    Case("asymmetric_pad", nn.Sequential(nn.ZeroPad2d((0, 1, 2, 0)), nn.Conv2d(4, 6, 3, stride=2)), [X2], ("pad", "conv"), **TOL),
+    # inputs: unbatched, weights that are activations, dtypes
+    Case("unbatched_conv1d", nn.Conv1d(4, 6, 3), [T((4, 11))], ("conv",), dynamic=False, **TOL),
+    Case("unbatched_conv2d", nn.Conv2d(4, 6, 3), [T((4, 9, 8))], ("conv",), dynamic=False, **TOL),
+    Case("weight_is_input", lambda x, w, b: F.conv2d(x, w, b, groups=2), [X2, T((6, 2, 3, 3)), T((6,))], ("conv", "transpose"), dynamic=False, **TOL),
+    Case("conv2d_float16", _half(torch.float16, nn.Conv2d(4, 6, 3)), [X2], ("conv",), **HALF),
+    Case("conv2d_bfloat16", _half(torch.bfloat16, nn.Conv2d(4, 6, 3)), [X2], ("conv",), **HALF),
+    Case("aten_convolution", lambda x, w: aten.convolution(x, w, None, [2, 1], [1, 0], [1, 2], False, [0, 0], 2), [X2, T((6, 2, 3, 3))], ("conv",), dynamic=False, **TOL),
+    Case("aten__convolution", lambda x, w: aten._convolution(x, w, None, [1], [1], [1], False, [0], 1, False, False, True, True), [X1, T((6, 4, 3))], ("conv",), dynamic=False, **TOL),
+    # transposed convolutions
+    Case("conv_transpose1d", nn.ConvTranspose1d(4, 6, 3), [X1], ("conv_transpose",), **TOL),
+    Case("conv_transpose1d_stride_outpad", nn.ConvTranspose1d(4, 6, 4, stride=3, padding=1, output_padding=2), [X1], ("conv_transpose",), **TOL),
+    Case("conv_transpose2d", nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1), [X2], ("conv_transpose",), **TOL),
+    Case("conv_transpose2d_groups", nn.ConvTranspose2d(4, 6, (2, 3), stride=(2, 1), groups=2, bias=False), [X2], ("conv_transpose",), **TOL),
+    Case("conv_transpose2d_dilated", nn.ConvTranspose2d(4, 4, 3, stride=2, padding=2, output_padding=1, dilation=2, groups=4), [X2], ("conv_transpose",), **TOL),
+    Case("conv_transpose2d_outpad_beyond_pad", nn.ConvTranspose2d(4, 2, 3, stride=3, padding=0, output_padding=2), [X2], ("conv_transpose",), **TOL),
+    Case("conv_transpose3d", nn.ConvTranspose3d(2, 4, 2, stride=2, groups=2), [X3], ("conv_transpose",), **TOL),
+    Case("conv_transpose_unbatched", nn.ConvTranspose1d(4, 6, 3, stride=2), [T((4, 11))], ("conv_transpose",), dynamic=False, **TOL),
+    # im2col (nn.Unfold) has no op of its own: torch decomposes it into pad, gather and reshape
+    Case("unfold_decomposed", nn.Unfold((2, 3), dilation=(1, 2), padding=1, stride=2), [X2], ()),
+    Case("aten_convolution_transposed", lambda x, w: aten.convolution(x, w, None, [2, 2], [1, 1], [1, 1], True, [1, 0], 1), [X2, T((4, 3, 3, 3))], ("conv_transpose", "transpose"), dynamic=False, **TOL),
+]
+
+
+@pytest.mark.parametrize("case", params(CASES))
+def test_conv(case):
+    run_case(case)
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 6, (2, 3), groups=2)
+        self.up = nn.ConvTranspose2d(6, 4, (3, 2), groups=2)
+
+    def forward(self, x):
+        return self.up(self.conv(x))
+
+
+def test_conv_kernels_are_stored_in_flax_layout():
+    model = _Net().eval()
+    conv = ug.from_torch(model, (torch.randn(2, 4, 9, 8),))
+    params = conv.variables["params"]
+    weight = model.conv.weight.detach().numpy()  # (out, in/groups, kh, kw)
+    np.testing.assert_array_equal(params["conv"]["kernel"], weight.transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(params["conv"]["bias"], model.conv.bias.detach().numpy())
+    weight_t = model.up.weight.detach().numpy()  # (in, out/groups, kh, kw)
+    np.testing.assert_array_equal(params["up"]["kernel"], weight_t.transpose(2, 3, 0, 1))
+    entry = conv.param_map.by_source("conv.weight")
+    assert (entry.role, entry.perm) == ("kernel", (2, 3, 1, 0))
+
+
+LAYOUT_CASES = {  # op: (parameter shapes, attributes), for a (2, 4, 9, 7) input
+    "conv": (((3, 2, 2, 6),), {"strides": (2, 1), "padding": ((1, 0), (2, 1)), "dilation": (1, 2), "groups": 2}),
+    "conv_transpose": (((3, 2, 4, 3),), {"strides": (2, 1), "padding": ((1, 0), (0, -1)), "dilation": (1, 2), "groups": 2}),
+    "max_pool": ((), {"window": (3, 2), "strides": (2, 1), "padding": ((1, 1), (0, 0)), "dilation": (1, 2), "ceil_mode": True, "return_indices": True}),
+    "avg_pool": ((), {"window": (3, 2), "strides": (2, 2), "padding": ((1, 1), (1, 1)), "ceil_mode": True, "count_include_pad": False}),
+    "adaptive_avg_pool": ((), {"output_size": (4, 3)}),
+    "adaptive_max_pool": ((), {"output_size": (4, 3), "return_indices": True}),
+    "group_norm": (((4,), (4,)), {"groups": 2, "epsilon": 1e-5}),
+    "resize": ((), {"sizes": (11, 5), "method": "cubic", "align_corners": True}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUT_CASES))
+def test_channels_last_matches_channels_first(name):
+    """``channels_last=True`` (a Keras frontend's NHWC) computes the same op as the torch layout."""
+    param_shapes, attrs = LAYOUT_CASES[name]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 9, 7)).astype(np.float32)
+    weights = [rng.standard_normal(s).astype(np.float32) for s in param_shapes]
+    lowering = REGISTRY.get(name).jax
+    first = lowering(x, *weights, **attrs)
+    last = lowering(np.moveaxis(x, 1, -1), *weights, channels_last=True, **attrs)
+    for a, b in zip(*(o if isinstance(o, tuple) else (o,) for o in (first, last))):
+        np.testing.assert_allclose(np.moveaxis(np.asarray(b), -1, 1), np.asarray(a), rtol=1e-5, atol=1e-5)
