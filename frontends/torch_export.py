@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 import traceback
 import warnings
 from collections.abc import Mapping, Sequence
@@ -102,22 +103,32 @@ def export(model, args, kwargs, dynamic_shapes, strict) -> tuple[ExportedProgram
 
 
 def _export_batch_dynamic(model, args, kwargs, strict):
-    """Exports with a shared dynamic batch; where torch cannot keep it, as much as it can.
+    """Exports with dimension 0 dynamic as one ``batch``; where torch cannot, as much as it can.
 
-    An example batch of 1 is repeated to 2 for tracing, since torch.export
-    specializes size-1 dimensions.
+    The batch size is dimension 0 of the first tensor input; every tensor
+    input whose dimension 0 has that size shares the ``batch`` dimension. An
+    example batch of 1 is repeated to 2 for tracing, since torch.export
+    specializes size-1 dimensions. If torch cannot keep one shared batch, each
+    input keeps what torch can leave dynamic (``Dim.AUTO``), with a warning.
     """
-    trace_args, trace_kwargs = pytree.tree_map_only(torch.Tensor, _batch_of_two, (args, kwargs))
+    tensors = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and t.ndim]
+    if not tensors:
+        return _export(model, args, kwargs, None, strict)
+    size = tensors[0].shape[0]
+    if size == 1:
+        args, kwargs = pytree.tree_map_only(
+            torch.Tensor, lambda t: torch.cat([t, t]) if t.ndim and t.shape[0] == 1 else t, (args, kwargs)
+        )
+        size = 2
     batch = Dim(BATCH)
-    shared = _batch_spec(model, trace_args, trace_kwargs, lambda: batch)
+    shared = _batch_spec(model, args, kwargs, size, lambda: batch)
     if shared is None:
         return _export(model, args, kwargs, None, strict)
     try:
-        return _export(model, trace_args, trace_kwargs, shared, strict, quiet=True)
+        return _export(model, args, kwargs, shared, strict, quiet=True)
     except _Specialized as e:
         reason = e.reason
-    auto = _batch_spec(model, trace_args, trace_kwargs, lambda: Dim.AUTO)
-    program = _export(model, trace_args, trace_kwargs, auto, strict)
+    program = _export(model, args, kwargs, _batch_spec(model, args, kwargs, size, lambda: Dim.AUTO), strict)
     warnings.warn(
         f"{type(model).__name__}: the batch dimension could not be one shared dynamic "
         f"dimension ({reason}); each input keeps whatever torch.export could leave dynamic. "
@@ -127,16 +138,13 @@ def _export_batch_dynamic(model, args, kwargs, strict):
     return program
 
 
-def _batch_of_two(t: torch.Tensor) -> torch.Tensor:
-    return torch.cat([t, t]) if t.ndim >= 1 and t.shape[0] == 1 else t
-
-
-def _batch_spec(model, args, kwargs, make_dim):
-    """``dynamic_shapes`` keyed by forward()'s parameter names, dim 0 of each tensor dynamic."""
+def _batch_spec(model, args, kwargs, size: int, make_dim):
+    """``dynamic_shapes`` keyed by forward()'s parameter names: dim 0 dynamic where it is ``size``."""
     import inspect
 
     def leaf(x):
-        return {0: make_dim()} if isinstance(x, torch.Tensor) and x.ndim >= 1 else None
+        batched = isinstance(x, torch.Tensor) and x.ndim >= 1 and x.shape[0] == size
+        return {0: make_dim()} if batched else None
 
     try:
         bound = inspect.signature(model.forward).bind(*args, **kwargs).arguments
@@ -150,7 +158,20 @@ class _Specialized(Exception):
         self.reason = reason
 
 
+def _keep_triton_out_after_tensorflow() -> None:
+    """Stops torch.export from loading triton into a process that already loaded TensorFlow.
+
+    torch.export imports triton (GPU kernels for torch.compile; not used here)
+    when it is installed, and triton's native library crashes the process
+    (SIGSEGV) when TensorFlow's was loaded first. torch treats a missing
+    triton as absent, so marking it unimportable is safe.
+    """
+    if "tensorflow" in sys.modules and "triton" not in sys.modules:
+        sys.modules["triton"] = None
+
+
 def _export(model, args, kwargs, dynamic_shapes, strict, quiet=False) -> ExportedProgram:
+    _keep_triton_out_after_tensorflow()
     try:
         with warnings.catch_warnings():
             # nn.LSTM/GRU re-assign their flattened weights while traced; harmless here
@@ -158,7 +179,7 @@ def _export(model, args, kwargs, dynamic_shapes, strict, quiet=False) -> Exporte
             return torch.export.export(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=strict)
     except Exception as e:  # torch raises many unrelated types; each is explained below
         text = str(e)
-        if quiet and ("specialized" in text or "Constraints violated" in text):
+        if quiet and isinstance(e, torch._dynamo.exc.UserError):  # the dynamic shapes do not hold
             raise _Specialized(text.strip().splitlines()[0]) from e
         raise ExportError(_explain_export_failure(model, e, strict)) from e
 

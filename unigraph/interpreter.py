@@ -171,7 +171,8 @@ def infer_types(
         attr = opdef.attrs.get(name)
         if attr is not None and attr.symbolic and value is not None:
             for d in value if isinstance(value, tuple) else (value,):
-                symbol_names |= dims.symbols(d)
+                if isinstance(d, str):
+                    symbol_names |= dims.symbols(d)
     env = {s: scope.dim(s) for s in symbol_names}
     resolved = opdef.resolve(attrs, env)
     with jax.enable_x64(True):

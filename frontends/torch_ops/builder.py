@@ -233,13 +233,18 @@ class Builder:
     # ---- result ------------------------------------------------------------------------------
 
     def graph(self, outputs: Sequence[str], input_tree, output_tree) -> Graph:
+        """The finished graph, without nodes and constants no output depends on."""
+        nodes = _live_nodes(self.nodes, outputs)
+        used = {n for node in nodes for n in node.inputs} | set(outputs)
+        values = set(self.inputs) | set(self.variables) | {n for node in nodes for n in node.outputs}
+        constants = {n: a for n, a in self.constants.items() if n in used}
         return Graph(
             inputs=tuple(self.inputs),
             outputs=tuple(outputs),
-            nodes=tuple(self.nodes),
-            types=dict(self.types),
+            nodes=nodes,
+            types={n: t for n, t in self.types.items() if n in values or n in constants},
             variables=dict(self.variables),
-            constants=dict(self.constants),
+            constants=constants,
             input_tree=input_tree,
             output_tree=output_tree,
         ).validate()
@@ -255,3 +260,14 @@ class Builder:
 
     def param_map(self) -> ParamMap:
         return ParamMap(self.entries)
+
+
+def _live_nodes(nodes: Sequence[Node], outputs: Sequence[str]) -> tuple[Node, ...]:
+    """``nodes`` that some output depends on (functionalized in-place code leaves dead ones)."""
+    needed = set(outputs)
+    live = []
+    for node in reversed(nodes):
+        if needed.intersection(node.outputs):
+            live.append(node)
+            needed.update(n for n in node.inputs if n is not None)
+    return tuple(reversed(live))

@@ -52,5 +52,12 @@ def baddbmm(b: Builder, bias, x, y, beta=1, alpha=1):
 def einsum(b: Builder, equation, operands, path=None):
     equation = equation.replace(" ", "")
     if "->" not in equation:
-        raise NotImplementedError("einsum without an explicit '->' output")
+        equation += "->" + _implicit_output(equation)
     return b.emit("einsum", *operands, equation=equation)
+
+
+def _implicit_output(inputs: str) -> str:
+    """The output of an einsum without ``->``: ellipsis, then the letters used once, sorted."""
+    letters = inputs.replace("...", "").replace(",", "")
+    once = sorted(c for c in set(letters) if letters.count(c) == 1)
+    return ("..." if "..." in inputs else "") + "".join(once)

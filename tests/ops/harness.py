@@ -54,7 +54,7 @@ class Case:
     ops: tuple[str, ...] = ()  # unigraph ops the conversion must contain
     rtol: float = 1e-5
     atol: float = 1e-6
-    dynamic: bool = True  # dimension 0 of every input dynamic; rerun at batch + 1
+    dynamic: bool = True  # dimension 0 dynamic (inputs sized like the first); rerun at batch + 1
     xfail: str | None = None
 
     def param(self):
@@ -83,8 +83,10 @@ def _inputs(case: Case) -> list[torch.Tensor]:
     return [x.make(generator) if isinstance(x, T) else x for x in case.inputs]
 
 
-def _grow_batch(x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([x, x[:1]]) if x.ndim >= 1 else x
+def _grow_batch(xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Inputs one larger in the batch: dim 0 of the inputs sharing the first input's size."""
+    size = next((x.shape[0] for x in xs if x.ndim), None)
+    return [torch.cat([x, x[:1]]) if x.ndim and x.shape[0] == size else x for x in xs]
 
 
 def run_case(case: Case) -> None:
@@ -98,7 +100,7 @@ def run_case(case: Case) -> None:
     assert not missing, f"graph lacks {missing}; it has {sorted(used)}\n{conv.graph}"
     compare(module, conv, xs, case)
     if case.dynamic:
-        compare(module, conv, [_grow_batch(x) for x in xs], case)
+        compare(module, conv, _grow_batch(xs), case)
 
 
 def compare(module, conv, xs: list[torch.Tensor], case: Case) -> None:

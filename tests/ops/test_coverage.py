@@ -4,6 +4,7 @@ import importlib
 import pkgutil
 
 import tests.ops
+from tests.ops.harness import Case
 from unigraph.ops import REGISTRY
 
 
@@ -11,7 +12,9 @@ def _cases():
     for info in pkgutil.iter_modules(tests.ops.__path__):
         if info.name.startswith("test_") and info.name != "test_coverage":
             module = importlib.import_module(f"tests.ops.{info.name}")
-            yield from getattr(module, "CASES", [])
+            for value in vars(module).values():  # every module-level table of cases
+                if isinstance(value, list) and value and all(isinstance(c, Case) for c in value):
+                    yield from value
 
 
 def test_every_op_has_a_numeric_case():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
 
 import unigraph as ug
+from tests.zoo.models import ZooModel
 
 #: float32 tolerances at the outputs, as DESIGN.md states them.
 RTOL, ATOL = 1e-4, 1e-5
@@ -31,9 +33,7 @@ def assert_converts(
     return conv
 
 
-def image(channels: int = 3, size: int = 64):
-    def make(batch: int):
-        generator = torch.Generator().manual_seed(batch)
-        return (torch.randn(batch, channels, size, size, generator=generator),), {}
-
-    return make
+def assert_zoo_converts(case: ZooModel):
+    """``assert_converts`` for a zoo model (under ``torch.no_grad()`` where it asks for it)."""
+    with torch.no_grad() if case.no_grad else contextlib.nullcontext():
+        return assert_converts(case.model, case.make_inputs, batches=case.batches)
