@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import torch
 
-from unigraph.frontends.torch_ops.builder import Builder, SourceTensor, TensorRef
+from unigraph.frontends.builder import Builder, SourceTensor, TensorRef
 
 aten = torch.ops.aten
 

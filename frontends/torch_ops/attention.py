@@ -10,7 +10,7 @@ returns its weights).
 from __future__ import annotations
 
 from unigraph.frontends.torch_ops import aten, handles
-from unigraph.frontends.torch_ops.builder import Builder
+from unigraph.frontends.builder import Builder
 
 
 def _attention(b: Builder, q, k, v, mask, dropout_p, is_causal, scale):

@@ -8,7 +8,7 @@ is stored as ``(*k, C/g, O)``, a transposed-conv weight ``(C, O/g, *k)`` as
 from __future__ import annotations
 
 from unigraph.frontends.torch_ops import aten, handles
-from unigraph.frontends.torch_ops.builder import Builder, TensorRef
+from unigraph.frontends.builder import Builder, TensorRef
 
 
 def expand(value, n: int) -> tuple[int, ...]:

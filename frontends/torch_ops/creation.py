@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from unigraph.dims import Dim
 from unigraph.frontends.torch_ops import aten, handles
-from unigraph.frontends.torch_ops.builder import Builder, TensorRef
+from unigraph.frontends.builder import Builder, TensorRef
 from unigraph.frontends.torch_ops.common import as_tensor, is_floating
 from unigraph.frontends.torch_ops.shape import broadcast
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from unigraph.dims import Dim, maximum, minimum
 from unigraph.frontends.torch_ops import aten, handles
-from unigraph.frontends.torch_ops.builder import Builder, TensorRef
+from unigraph.frontends.builder import Builder, TensorRef
 from unigraph.frontends.torch_ops.common import as_tensor, axis, is_floating, same_dim
 from unigraph.frontends.torch_ops.shape import broadcast, dim_expr, same_shape, slice_at, transpose_to
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from unigraph.frontends.torch_ops import aten, handles
-from unigraph.frontends.torch_ops.builder import Builder
+from unigraph.frontends.builder import Builder
 from unigraph.frontends.torch_ops.common import promote
 
 

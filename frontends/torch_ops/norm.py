@@ -13,7 +13,7 @@ import torch
 
 from unigraph.dtypes import numpy_dtype
 from unigraph.frontends.torch_ops import aten, handles
-from unigraph.frontends.torch_ops.builder import Builder, TensorRef
+from unigraph.frontends.builder import Builder, TensorRef
 from unigraph.frontends.torch_ops.common import torch_dtype
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 
 from unigraph.frontends.torch_ops import aten, handles
-from unigraph.frontends.torch_ops.builder import Builder
+from unigraph.frontends.builder import Builder
 from unigraph.frontends.torch_ops.conv import expand
 
 

@@ -8,7 +8,7 @@ The weights go to the node as they are: they keep torch's names and layouts
 from __future__ import annotations
 
 from unigraph.frontends.torch_ops import aten, handles
-from unigraph.frontends.torch_ops.builder import Builder
+from unigraph.frontends.builder import Builder
 
 
 def _check_inference(name: str, dropout, train, num_layers) -> None:

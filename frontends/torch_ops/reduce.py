@@ -8,7 +8,7 @@ inputs in float32; every such dtype is stated in the graph.
 from __future__ import annotations
 
 from unigraph.frontends.torch_ops import aten, handles
-from unigraph.frontends.torch_ops.builder import Builder, TensorRef
+from unigraph.frontends.builder import Builder, TensorRef
 from unigraph.frontends.torch_ops.common import as_tensor, axes, axis, is_floating, is_integral
 
 

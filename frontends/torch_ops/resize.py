@@ -10,7 +10,7 @@ modes only: the interpolating ones are decomposed while tracing).
 from __future__ import annotations
 
 from unigraph.frontends.torch_ops import aten, handles
-from unigraph.frontends.torch_ops.builder import Builder, TensorRef
+from unigraph.frontends.builder import Builder, TensorRef
 
 
 def _resize(b: Builder, x: TensorRef, output_size, scales, method: str, align_corners: bool = False):

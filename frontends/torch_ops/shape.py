@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from unigraph.dims import Dim, from_jax
 from unigraph.frontends.torch_ops import aten, handles
-from unigraph.frontends.torch_ops.builder import Builder, TensorRef
+from unigraph.frontends.builder import Builder, TensorRef
 from unigraph.frontends.torch_ops.common import as_tensor, axes, axis, result_type, same_dim
 from unigraph.ops.shape import OPEN
 

@@ -1,4 +1,4 @@
-"""Builds a unigraph graph while ATen handlers translate an exported program.
+"""Builds a unigraph graph while a frontend translates a source program op by op.
 
 Handlers see ``TensorRef``s and call ``Builder.emit`` to add nodes; the output
 types of each node are inferred from its JAX lowering. Parameters stay
