@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 
 import jax
-import numpy as np
 import torch
 
 import unigraph as ug

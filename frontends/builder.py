@@ -29,14 +29,20 @@ from unigraph.params import ParamEntry, ParamMap, leaf_name, module_path
 
 @dataclasses.dataclass(eq=False)
 class SourceTensor:
-    """A parameter, buffer or constant of the source model, not yet in the graph."""
+    """A parameter, buffer or constant of the source model, not yet in the graph.
+
+    ``path`` is the variable path (leaf included) when the source already
+    names its tensors the Flax way (JAX and Keras sources); without it the
+    path is derived from the dotted ``name`` and the role (torch sources).
+    """
 
     name: str
-    collection: str  # "params", "batch_stats", or "constant"
+    collection: str  # "params", "batch_stats" (or another collection), or "constant"
     array: np.ndarray
     aliases: tuple[str, ...] = ()
     claims: dict = dataclasses.field(default_factory=dict)  # perm -> value name
     stored_perm: tuple[int, ...] | None = None
+    path: tuple[str, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -164,7 +170,7 @@ class Builder:
             ref = self.const_array(array, hint="c_" + st.name)
             st.claims[perm] = ref.name
             return ref.name
-        path = self._variable_path(st.name, role)
+        path = self._variable_path(st.name, role) if st.path is None else self._explicit_path(st)
         var = Variable(st.collection, path)
         name = var.key
         self.types[name] = TensorType(tuple(array.shape), dtype_name(array.dtype))
@@ -195,6 +201,12 @@ class Builder:
                 self._used_paths.add("/".join(path))
                 return path
         raise AssertionError(f"no free variable path for {source_name}")
+
+    def _explicit_path(self, st: SourceTensor) -> tuple[str, ...]:
+        key = Variable(st.collection, tuple(st.path)).key
+        if key in self.variables:
+            raise ValueError(f"two source tensors have the variable path {key!r}")
+        return tuple(st.path)
 
     def claim_unused(self, st: SourceTensor) -> None:
         """Stores a source tensor no node used (kept so the state dict round-trips)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import sys
 import traceback
 import warnings
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,7 @@ from unigraph import dims, tree
 from unigraph.converted import Converted
 from unigraph.errors import ExportError, TranslationError, UnsupportedOp, UnsupportedOpError
 from unigraph.ir import Source, TensorType
+from unigraph.native_order import before_torch_tracing
 
 #: ``dynamic_shapes`` default: dimension 0 of every tensor input is one dynamic "batch".
 BATCH = "batch"
@@ -158,20 +158,8 @@ class _Specialized(Exception):
         self.reason = reason
 
 
-def _keep_triton_out_after_tensorflow() -> None:
-    """Stops torch.export from loading triton into a process that already loaded TensorFlow.
-
-    torch.export imports triton (GPU kernels for torch.compile; not used here)
-    when it is installed, and triton's native library crashes the process
-    (SIGSEGV) when TensorFlow's was loaded first. torch treats a missing
-    triton as absent, so marking it unimportable is safe.
-    """
-    if "tensorflow" in sys.modules and "triton" not in sys.modules:
-        sys.modules["triton"] = None
-
-
 def _export(model, args, kwargs, dynamic_shapes, strict, quiet=False) -> ExportedProgram:
-    _keep_triton_out_after_tensorflow()
+    before_torch_tracing()
     try:
         with warnings.catch_warnings():
             # nn.LSTM/GRU re-assign their flattened weights while traced; harmless here

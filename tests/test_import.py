@@ -6,7 +6,7 @@ import sys
 
 def test_import_unigraph_loads_only_the_core():
     code = (
-        "import sys, unigraph, unigraph.ir, unigraph.check, unigraph.flax\n"
+        "import sys, unigraph, unigraph.ir, unigraph.checker, unigraph.flax\n"
         "heavy = [m for m in ('torch', 'tensorflow', 'keras', 'unigraph.frontends', 'unigraph.backends')"
         " if m in sys.modules]\n"
         "print(','.join(heavy))"

@@ -1,7 +1,5 @@
 """The PyTorch frontend: structures, dynamic shapes, parameters, and what bad input gets."""
 
-import sys
-import warnings
 
 import numpy as np
 import pytest

@@ -28,3 +28,86 @@ def from_torch(
     from unigraph.frontends.torch_export import from_torch as _from_torch
 
     return _from_torch(model, args, kwargs, dynamic_shapes=dynamic_shapes, strict=strict)
+
+
+def from_flax(
+    module,
+    variables: Mapping,
+    *example_inputs,
+    kwargs: Mapping | None = None,
+    method=None,
+    polymorphic_shapes: Any = "batch",
+) -> Converted:
+    """Converts a ``flax.linen`` module with its variables, traced on ``example_inputs``.
+
+    ``module.apply(variables, *example_inputs, method=method, **kwargs)`` is
+    traced into a jaxpr and translated; every variable keeps its Flax path,
+    collection and layout. By default dimension 0 of every batched input is
+    one dynamic ``batch``; ``polymorphic_shapes`` takes JAX shape specs per
+    positional input (``"(batch, seq, 16)"``) or None for static shapes.
+    Raises ``UnsupportedOpError`` listing every JAX primitive without a
+    translation.
+    """
+    from unigraph.frontends.jaxpr import from_flax as _from_flax
+
+    return _from_flax(
+        module, variables, *example_inputs, kwargs=kwargs, method=method, polymorphic_shapes=polymorphic_shapes
+    )
+
+
+def from_jax(
+    fn,
+    params,
+    *example_inputs,
+    kwargs: Mapping | None = None,
+    polymorphic_shapes: Any = "batch",
+) -> Converted:
+    """Converts ``fn(params, *inputs, **kwargs)``, a JAX function of a parameter pytree and inputs.
+
+    ``params`` becomes the variables (a Flax variable dict keeps its
+    collections); shapes as in ``from_flax``.
+    """
+    from unigraph.frontends.jaxpr import from_jax as _from_jax
+
+    return _from_jax(fn, params, *example_inputs, kwargs=kwargs, polymorphic_shapes=polymorphic_shapes)
+
+
+#: Target formats of ``convert`` and the ``Converted`` method that writes each.
+TARGETS = {"savedmodel": "to_savedmodel", "torch_source": "to_torch_source", "ug": "save"}
+_FRONTEND_OPTIONS = ("dynamic_shapes", "strict")
+
+
+def convert(
+    model, args: Sequence = (), kwargs: Mapping | None = None, *, to: str, output, **options
+) -> Converted:
+    """Converts ``model`` traced on ``args``/``kwargs`` and writes it as ``to`` at ``output``.
+
+    ``to="savedmodel"``: a TF SavedModel directory (``Converted.to_savedmodel``);
+    ``"torch_source"``: a Python file defining the model in PyTorch; ``"ug"``: a bundle.
+    ``options`` go to the frontend (``dynamic_shapes``, ``strict``; see
+    ``from_torch``) or to the writer (``platforms``, ``class_name``, ``overwrite``). ``model``
+    is a ``torch.nn.Module`` (or ``ExportedProgram``), or an existing
+    ``Converted``. An existing ``output`` is refused before anything is
+    converted unless ``overwrite=True``. Returns the ``Converted``, to check
+    or write again.
+    """
+    if to not in TARGETS:
+        raise ValueError(f"unknown target {to!r}; unigraph writes {sorted(TARGETS)}")
+    from unigraph.output import refuse_existing
+
+    refuse_existing(output, overwrite=options.get("overwrite", False))
+    frontend = {k: options.pop(k) for k in _FRONTEND_OPTIONS if k in options}
+    if isinstance(model, Converted):
+        if frontend:
+            raise TypeError(f"{sorted(frontend)} apply when tracing a model, not to a Converted")
+        converted = model
+    elif any(c.__module__.split(".")[0] == "torch" for c in type(model).__mro__):
+        converted = from_torch(model, args, kwargs, **frontend)
+    else:
+        raise TypeError(
+            f"cannot convert a {type(model).__name__}: convert() takes a torch.nn.Module, an "
+            "ExportedProgram or a Converted (for JAX and Flax models, pass what from_jax or "
+            "from_flax returns)"
+        )
+    getattr(converted, TARGETS[to])(output, **options)
+    return converted

@@ -61,6 +61,47 @@ class Converted:
         signature.check(self.graph, inputs)
         return self._jitted(self.variables if variables is None else variables, inputs)
 
+    # ---- export ------------------------------------------------------------------------------
+
+    def to_savedmodel(self, path, *, platforms=None, overwrite: bool = False):
+        """Writes a TF SavedModel directory at ``path`` (through jax2tf); returns the path.
+
+        It serves (``serving_default``, named inputs and outputs, symbolic
+        dimensions dynamic), follows TF Hub's Reusable SavedModel API, and its
+        variables can be fine-tuned in TensorFlow. ``platforms`` (default
+        ``("cpu", "cuda")``) are those it is lowered for, among cpu, cuda, rocm
+        and tpu. Written atomically; an existing ``path`` is replaced only with
+        ``overwrite=True``. Needs TensorFlow (imported here, not before).
+        """
+        from unigraph.backends.savedmodel import save
+
+        return save(self, path, platforms=platforms, overwrite=overwrite)
+
+    def to_state_dict(self) -> dict:
+        """The variables as a torch state dict: for a torch-origin model, its own state dict
+        (names, layouts, dtypes and values, bit for bit); otherwise torch's names and layouts."""
+        from unigraph.backends.torch import to_state_dict
+
+        return to_state_dict(self)
+
+    def to_torch(self):
+        """A ``torch.nn.Module`` that runs the graph with torch ops, the weights loaded (eval mode)."""
+        from unigraph.backends.torch import to_module
+
+        return to_module(self)
+
+    def to_torch_source(self, path, *, class_name: str = "Model", overwrite: bool = False) -> str:
+        """Writes the torch module as a standalone Python file that imports only torch; returns the source."""
+        from unigraph.backends.torch import to_source
+
+        return to_source(self, path, class_name, overwrite=overwrite)
+
+    def save(self, path, *, overwrite: bool = False):
+        """Writes the ``.ug`` bundle (graph JSON and variables in one safetensors file); ``unigraph.load`` reads it."""
+        from unigraph.io import save
+
+        return save(self, path, overwrite=overwrite)
+
     # ---- description ------------------------------------------------------------------------
 
     @property

@@ -43,6 +43,10 @@ class CheckpointError(UnigraphError, ValueError):
     """A file cannot be read: missing, truncated, corrupt or of the wrong format."""
 
 
+class OutputExistsError(UnigraphError, FileExistsError):
+    """The output path already exists and the caller did not ask to overwrite it."""
+
+
 class ExportError(UnigraphError, RuntimeError):
     """The source framework could not trace the model."""
 

@@ -3,8 +3,9 @@
 Each ``Case`` names a torch function and its inputs. ``run_case`` converts it
 with ``unigraph.from_torch`` (dimension 0 dynamic unless ``dynamic=False``),
 checks that the graph uses the unigraph ops the case names, and compares
-the converted output with torch's: shape first, then dtype, then values.
-A dynamic case also runs the same conversion at another batch size.
+with torch's output, shape first, then dtype, then values: the JAX run of the
+graph, and the graph run back in torch by the torch backend (its generated
+module). A dynamic case also runs the same conversion at another batch size.
 """
 
 from __future__ import annotations
@@ -14,12 +15,19 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 import pytest
 import torch
+from torch.export import Dim
 
 import unigraph as ug
+from unigraph.backends.torch import to_module
+from unigraph.converted import Converted
 from unigraph.frontends.torch_export import to_numpy
+from unigraph.interpreter import infer_types
+from unigraph.ir import Graph, Node, TensorType
+from unigraph.params import ParamMap
 from unigraph.dtypes import jax_dtype
 
 
@@ -98,9 +106,11 @@ def run_case(case: Case) -> None:
     used = conv.graph.op_histogram()
     missing = [op for op in case.ops if op not in used]
     assert not missing, f"graph lacks {missing}; it has {sorted(used)}\n{conv.graph}"
-    compare(module, conv, xs, case)
-    if case.dynamic:
-        compare(module, conv, _grow_batch(xs), case)
+    runtime = to_module(conv)
+    batches = [xs, _grow_batch(xs)] if case.dynamic else [xs]
+    for inputs in batches:
+        compare(module, conv, inputs, case)
+        compare_torch_runtime(module, runtime, inputs, case)
 
 
 def compare(module, conv, xs: list[torch.Tensor], case: Case) -> None:
@@ -125,9 +135,89 @@ def compare(module, conv, xs: list[torch.Tensor], case: Case) -> None:
             )
 
 
+def compare_torch_runtime(module, runtime, xs: list[torch.Tensor], case: Case) -> None:
+    """The converted graph run back in torch (``backends.torch``) against torch eager."""
+    with torch.no_grad():
+        expected = _leaves(module(*xs))
+        got = _leaves(runtime(*xs))
+    assert len(got) == len(expected), f"torch runtime: {len(got)} outputs, torch has {len(expected)}"
+    for i, (w, g) in enumerate(zip(expected, got)):
+        where = f"torch runtime output {i}"
+        assert tuple(g.shape) == tuple(w.shape), f"{where}: shape {tuple(g.shape)}, torch {tuple(w.shape)}"
+        assert g.dtype == w.dtype, f"{where}: dtype {g.dtype}, torch {w.dtype}"
+        if w.dtype == torch.bool or not (w.is_floating_point() or w.is_complex()):
+            assert torch.equal(g, w), where
+        else:
+            torch.testing.assert_close(g.float(), w.float(), rtol=case.rtol, atol=case.atol, equal_nan=True, msg=where)
+
+
 def _leaves(x) -> list:
     if isinstance(x, dict):
         return [leaf for v in x.values() for leaf in _leaves(v)]
     if isinstance(x, (tuple, list)):
         return [leaf for v in x for leaf in _leaves(v)]
     return [x]
+
+
+# ---- single nodes: the torch backend against the JAX op ---------------------------------------
+
+
+def run_node(op: str, inputs, *, rtol=1e-5, atol=1e-6, dynamic=True, export=False, **attrs):
+    """One ``op`` node on graph ``inputs`` (torch tensors or NumPy arrays; None: an absent optional input), run by
+    ``unigraph.backends.torch.to_module`` and by JAX on the same inputs, at their batch size and one more.
+
+    The torch outputs must have the shapes of JAX's and the dtypes the graph declares, and JAX's
+    values. ``dynamic``: dimension 0 of the first input is the symbol ``batch``; ``export``: the
+    module is also traced by ``torch.export`` (that dimension dynamic) and the program rerun.
+    """
+
+    inputs = [torch.from_numpy(np.asarray(t)) if isinstance(t, np.ndarray) else t for t in inputs]
+    names = [None if t is None else f"in{i}" for i, t in enumerate(inputs)]
+    given = [(n, t) for n, t in zip(names, inputs) if t is not None]
+    types = {}
+    for i, (name, t) in enumerate(given):
+        shape = tuple(t.shape)
+        types[name] = TensorType((("batch",) + shape[1:]) if dynamic and i == 0 else shape, str(t.dtype).removeprefix("torch."))
+    out_types = infer_types(op, [None if n is None else types[n] for n in names], attrs)
+    outs = [f"out{i}" for i in range(len(out_types))]
+    types.update(zip(outs, out_types))
+    graph = Graph(tuple(n for n, _ in given), tuple(outs), (Node(op, tuple(names), tuple(outs), attrs),), types).validate()
+    conv = Converted(graph, {}, ParamMap([]))
+    module = to_module(conv)
+    xs = [t for _, t in given]
+    batches = [xs, [torch.cat([xs[0], xs[0][:1]]), *xs[1:]]] if dynamic else [xs]
+    program = None
+    if export:
+        spec = tuple({0: Dim("batch", min=1)} if i == 0 and dynamic else None for i in range(len(xs)))
+        program = torch.export.export(module, tuple(xs), dynamic_shapes=spec).module()
+    for batch in batches:
+        with jax.enable_x64(True):  # int64 results as the graph declares them
+            want = conv(*[to_numpy(x) for x in batch])
+        want = want if isinstance(want, tuple) else (want,)
+        with torch.no_grad():
+            runs = [module(*batch)] + ([program(*batch)] if program is not None else [])
+        for got in runs:
+            got = got if isinstance(got, tuple) else (got,)
+            assert len(got) == len(want) == len(out_types)
+            for i, (g, w, t) in enumerate(zip(got, want, out_types)):
+                where = f"{op} output {i} at batch {batch[0].shape[0] if batch and batch[0].ndim else '-'}"
+                w = np.asarray(w)
+                assert tuple(g.shape) == w.shape, f"{where}: shape {tuple(g.shape)}, JAX {w.shape}"
+                assert str(g.dtype).removeprefix("torch.") == t.dtype, f"{where}: dtype {g.dtype}, graph {t.dtype}"
+                if g.is_floating_point():
+                    np.testing.assert_allclose(g.float().numpy(), w.astype(np.float32), rtol=rtol, atol=atol, err_msg=where)
+                else:
+                    np.testing.assert_array_equal(g.numpy(), w, err_msg=where)
+
+
+def random_tensor(*shape, dtype=torch.float32, seed=0) -> torch.Tensor:
+    """Seeded N(0, 1) values; booleans where positive, integers ×10 truncated."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    if dtype == torch.bool:
+        return x > 0
+    return x.to(dtype) if dtype.is_floating_point else (x * 10).to(dtype)
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """NCHW… → NHWC… (a Keras-style activation)."""
+    return x.movedim(1, -1).contiguous()

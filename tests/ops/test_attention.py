@@ -1,10 +1,12 @@
 """Scaled dot-product attention (masks, causal, GQA, fully masked rows) and nn.MultiheadAttention."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from tests.ops.harness import Case, T, params, run_case
+from tests.ops.harness import run_node as harness_run_node
 
 INF = float("inf")
 
@@ -140,3 +142,60 @@ def test_dropout_in_graph_is_refused():
     xs = [torch.randn(2, 4, 5, 8) for _ in range(3)]
     with pytest.raises(Exception, match="dropout_p=0.1"):
         ug.from_torch(Dropping(), tuple(xs))
+
+
+# ---- graphs built directly: the lowering's paths torch's SDPA cannot spell (a mask with causal) ----
+
+
+def run_node(op, inputs, **options):
+    """One ``op`` node on static-shaped inputs: the torch backend's module against the JAX op."""
+    harness_run_node(op, inputs, dynamic=False, **options)
+def _arrays(*shapes, dtype=np.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s).astype(dtype) for s in shapes]
+
+
+def _bool_mask(shape, seed=1):
+    """A random bool mask whose first query row attends to nothing."""
+    mask = np.random.default_rng(seed).random(shape) > 0.4
+    mask[..., 0, :] = False
+    return mask
+
+
+def _float_mask(shape, seed=1):
+    """An additive mask of 0 and -inf, its first query row all -inf and its second all -1e9 (not masked)."""
+    mask = np.where(_bool_mask(shape, seed), 0.0, -np.inf).astype(np.float32)
+    mask[..., 1, :] = -1e9
+    return mask
+
+
+def _padding(lengths, size):
+    """A ``[B, 1, 1, size]`` additive padding mask; a length of 0 masks every key of that batch element."""
+    keys = np.arange(size)
+    return np.where(keys < np.array(lengths)[:, None], 0.0, -np.inf).astype(np.float32)[:, None, None, :]
+
+
+DIRECT = {
+    "causal_bool_mask": (_arrays((2, 4, 5, 8), (2, 4, 7, 8), (2, 4, 7, 8)) + [_bool_mask((2, 1, 5, 7))], dict(causal=True)),
+    "causal_bool_mask_long_query": (_arrays((2, 4, 7, 8), (2, 4, 3, 8), (2, 4, 3, 6)) + [_bool_mask((7, 3))], dict(causal=True)),
+    "causal_float_mask": (_arrays((2, 4, 5, 8), (2, 4, 7, 8), (2, 4, 7, 8)) + [_padding([5, 0], 7)], dict(causal=True, scale=0.3)),
+    "causal_float_mask_rows": (_arrays((2, 4, 5, 8), (2, 4, 7, 8), (2, 4, 7, 8)) + [_float_mask((2, 4, 5, 7))], dict(causal=True)),
+    "gqa_causal_bool_mask": (_arrays((2, 8, 6, 8), (2, 2, 6, 8), (2, 2, 6, 8)) + [_bool_mask((2, 8, 6, 6))], dict(causal=True)),
+    "float_mask_rows": (_arrays((2, 4, 5, 8), (2, 4, 7, 8), (2, 4, 7, 8)) + [_float_mask((2, 4, 5, 7))], {}),
+    "rank2_bool_mask": (_arrays((5, 8), (7, 8), (7, 3)) + [_bool_mask((5, 7))], {}),
+    "rank2_causal": (_arrays((5, 8), (7, 8), (7, 3)) + [None], dict(causal=True)),
+    "rank3_gqa": (_arrays((4, 5, 8), (2, 7, 8), (2, 7, 8)) + [None], {}),
+    "half_causal_float32_mask": (
+        _arrays((2, 4, 5, 8), (2, 4, 7, 8), (2, 4, 7, 8), dtype=np.float16) + [_float_mask((2, 1, 5, 7))],
+        dict(causal=True, rtol=1e-2, atol=2e-3),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", DIRECT)
+def test_attention_paths_without_an_sdpa_spelling(name):
+    """A mask with ``causal``, fully masked rows (zeros) under every mask kind, ranks 2 and 3."""
+    inputs, attrs = DIRECT[name]
+    attrs = dict(attrs)
+    tolerance = {key: attrs.pop(key) for key in ("rtol", "atol") if key in attrs}
+    run_node("attention", inputs, **tolerance, **attrs)

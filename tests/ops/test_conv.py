@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import unigraph as ug
-from tests.ops.harness import Case, T, params, run_case
+from tests.ops.harness import Case, T, channels_last, params, random_tensor, run_case, run_node
 from unigraph.ops import REGISTRY
 
 aten = torch.ops.aten
@@ -128,3 +128,32 @@ def test_channels_last_matches_channels_first(name):
     last = lowering(np.moveaxis(x, 1, -1), *weights, channels_last=True, **attrs)
     for a, b in zip(*(o if isinstance(o, tuple) else (o,) for o in (first, last))):
         np.testing.assert_allclose(np.moveaxis(np.asarray(b), -1, 1), np.asarray(a), rtol=1e-5, atol=1e-5)
+
+
+# ---- the torch backend's lowerings on graphs built directly (channels-last and other paths torch graphs never take) ----
+
+
+NODE_CASES = {  # id: (op, inputs, attributes and options)
+    # channels-last (Keras) convolutions: symmetric, "same" (asymmetric), negative padding
+    "conv1d_channels_last": ("conv", [channels_last(random_tensor(2, 4, 11)), random_tensor(3, 4, 6), random_tensor(6)], {"strides": (2,), "padding": ((1, 1),), "dilation": (1,), "channels_last": True}),
+    "conv2d_channels_last_same": ("conv", [channels_last(random_tensor(2, 4, 9, 8)), random_tensor(2, 3, 4, 6), random_tensor(6)], {"strides": (1, 1), "padding": ((0, 1), (1, 1)), "dilation": (1, 1), "channels_last": True, "export": True}),
+    "conv2d_channels_last_groups": ("conv", [channels_last(random_tensor(2, 4, 9, 7)), random_tensor(3, 2, 2, 6), random_tensor(6)], {"strides": (2, 1), "padding": ((1, 0), (2, 1)), "dilation": (1, 2), "groups": 2, "channels_last": True}),
+    "conv2d_channels_last_depthwise": ("conv", [channels_last(random_tensor(2, 4, 9, 8)), random_tensor(3, 3, 1, 4), None], {"strides": (2, 2), "padding": ((0, 1), (0, 1)), "dilation": (1, 1), "groups": 4, "channels_last": True}),
+    "conv2d_negative_padding": ("conv", [random_tensor(2, 4, 9, 8), random_tensor(2, 3, 4, 6), random_tensor(6)], {"strides": (1, 2), "padding": ((-1, 2), (3, -2)), "dilation": (1, 1)}),
+    "conv3d_channels_last": ("conv", [channels_last(random_tensor(2, 2, 5, 6, 7)), random_tensor(2, 3, 2, 2, 4), random_tensor(4)], {"strides": (1, 2, 1), "padding": ((1, 0), (1, 1), (0, 2)), "dilation": (1, 1, 2), "channels_last": True}),
+    "conv2d_channels_last_unbatched": ("conv", [random_tensor(9, 8, 4), random_tensor(3, 3, 4, 6), random_tensor(6)], {"strides": (1, 1), "padding": ((1, 1), (1, 1)), "dilation": (1, 1), "channels_last": True, "dynamic": False}),
+    "conv2d_channels_last_float16": ("conv", [channels_last(random_tensor(2, 4, 9, 8, dtype=torch.float16)), random_tensor(3, 3, 4, 6, dtype=torch.float16), random_tensor(6, dtype=torch.float16)], {"strides": (1, 1), "padding": ((1, 1), (1, 1)), "dilation": (1, 1), "channels_last": True, "rtol": 2e-2, "atol": 2e-2}),
+    # transposed convolutions: Flax (*k, in, out/groups) kernels, crops and extensions
+    "conv_transpose2d_channels_last": ("conv_transpose", [channels_last(random_tensor(2, 4, 9, 7)), random_tensor(3, 2, 4, 3), random_tensor(6)], {"strides": (2, 1), "padding": ((1, 0), (0, -1)), "dilation": (1, 2), "groups": 2, "channels_last": True, "export": True}),
+    "conv_transpose2d_channels_last_same": ("conv_transpose", [channels_last(random_tensor(2, 4, 5, 6)), random_tensor(3, 3, 4, 5), random_tensor(5)], {"strides": (2, 2), "padding": ((1, 0), (1, 0)), "dilation": (1, 1), "channels_last": True}),
+    "conv_transpose1d_extend_both_ends": ("conv_transpose", [random_tensor(2, 4, 7), random_tensor(3, 4, 6), random_tensor(6)], {"strides": (2,), "padding": ((-2, -3),), "dilation": (1,)}),
+    "conv_transpose1d_crop_start": ("conv_transpose", [random_tensor(2, 4, 7), random_tensor(3, 4, 6), random_tensor(6)], {"strides": (1,), "padding": ((2, 0),), "dilation": (1,)}),
+    "conv_transpose3d_mixed_padding": ("conv_transpose", [random_tensor(2, 4, 5, 6, 3), random_tensor(2, 3, 2, 4, 6), None], {"strides": (2, 1, 3), "padding": ((1, -1), (0, 2), (-2, 0)), "dilation": (1, 2, 1)}),
+    "conv_transpose1d_channels_last_unbatched": ("conv_transpose", [random_tensor(7, 4), random_tensor(3, 4, 6), random_tensor(6)], {"strides": (3,), "padding": ((0, -1),), "dilation": (2,), "channels_last": True, "dynamic": False}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NODE_CASES))
+def test_conv_node_in_torch(case):
+    op, inputs, options = NODE_CASES[case]
+    run_node(op, inputs, **{"rtol": 1e-4, "atol": 1e-5, **options})

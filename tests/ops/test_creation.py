@@ -97,3 +97,25 @@ CASES = [
 @pytest.mark.parametrize("case", params(CASES))
 def test_op(case):
     run_case(case)
+
+
+# ---- the torch backend's lowerings on graphs built directly (paths torch-origin graphs do not take) ----
+
+from tests.ops.harness import run_node  # noqa: E402
+
+NODE_CASES = {  # id: (op, inputs, attributes and options)
+    # an end on the wrong side of start is an empty range (torch.arange would raise)
+    "arange_empty": ("arange", [], {"start": 5, "end": 2, "dtype": "int64", "dynamic": False}),
+    "arange_empty_negative_step": ("arange", [], {"start": 2, "end": 5, "step": -1, "dtype": "int32", "dynamic": False}),
+    "arange_negative_step_float": ("arange", [], {"start": 3, "end": -4, "step": -2, "dtype": "float32", "dynamic": False}),
+    "full_bfloat16": ("full", [], {"shape": (2, 3), "value": 1.5, "dtype": "bfloat16", "dynamic": False}),
+    "full_int_from_bool": ("full", [], {"shape": (3,), "value": True, "dtype": "int32", "dynamic": False}),
+    "dim_value_float16": ("dim_value", [], {"dim": 7, "dtype": "float16", "dynamic": False}),
+    "triangle_upper_negative_int": ("triangle", [torch.arange(40).reshape(2, 4, 5)], {"diagonal": -1, "upper": True}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NODE_CASES))
+def test_creation_node_in_torch(case):
+    op, inputs, options = NODE_CASES[case]
+    run_node(op, inputs, **options)

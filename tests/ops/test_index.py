@@ -199,3 +199,47 @@ def test_op(case):
 def test_boolean_mask_index_is_reported():
     with pytest.raises(Exception, match="data-dependent"):
         run_case(Case("mask_index", lambda x: x[x > 0], [X], ()))
+
+
+# ---- the torch backend's lowerings on graphs built directly (paths torch-origin graphs do not take) ----
+
+from tests.ops.harness import run_node  # noqa: E402
+
+OPEN = 2**62
+
+
+def _x(*shape, seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _i(values, dtype=torch.int64):
+    return torch.tensor(values, dtype=dtype)
+
+
+NODE_CASES = {  # id: (op, inputs, attributes and options)
+    # reads clamp indices out of range (take and embedding clamp negative ones to 0, the others count them from the end)
+    "take_matrix_index_negative_axis": ("take", [_x(2, 5, 4), _i([[0, -1, 3], [7, 2, 2]], torch.int32)], {"axis": -2}),
+    "take_int16_index": ("take", [_x(2, 5), _i([4, 0, 9], torch.int16)], {"axis": 1, "export": True}),
+    "embedding_ids_out_of_range": ("embedding", [_x(6, 3), _i([[1, 12], [-3, 4]])], {"dynamic": False}),
+    "take_along_axis_negative": ("take_along_axis", [_x(2, 5, 4), _i([[[-1, 0, 9, -7]]] * 2)], {"axis": 1, "dynamic": False}),
+    "take_along_axis_uint8": ("take_along_axis", [_x(2, 5, 4), _i([[[1], [3], [0], [2], [3]]] * 2, torch.uint8)], {"axis": 2, "dynamic": False}),
+    "index_negative_clamped": ("index", [_x(2, 5, 4), _i([-1, 6, -9]), _i([0, -2, 5])], {"axes": (1, 2)}),
+    "index_uint8_not_mask": ("index", [_x(2, 5, 4), _i([1, 1, 0], torch.uint8)], {"axes": (-1,)}),
+    "index_non_adjacent_negative_axes": ("index", [_x(3, 5, 4), _i([2, 0]), _i([3, 1])], {"axes": (0, -1), "dynamic": False}),
+    # writes count negative indices from the end
+    "index_update_add_negative": ("index_update", [_x(2, 5, 4), _x(5, 3, seed=1), _i([-1, 0, -1])], {"axes": (2,), "reduce": "add"}),
+    "index_update_cast_values": ("index_update", [_x(2, 5, 4), _i(3), _i([[0], [1]]), _i([2, -1])], {"axes": (1, 2)}),
+    "index_update_non_adjacent": ("index_update", [_x(3, 5, 4), _x(2, 5, seed=1), _i([2, -3]), _i([3, 1])], {"axes": (0, 2), "dynamic": False}),
+    "put_along_axis_negative": ("put_along_axis", [_x(2, 5, 4), _i([[[-1, 0, 2, -5]]] * 2), _x(2, 1, 4, seed=1)], {"axis": 1}),
+    "put_along_axis_max_int32": ("put_along_axis", [_x(2, 5, 4), _i([[[0], [0], [3]]] * 2, torch.int32), _x(2, 3, 1, seed=1)], {"axis": 2, "reduce": "max"}),
+    "put_along_axis_min": ("put_along_axis", [_x(2, 5, 4), _i([[[0, 1, 0, 1]]] * 2), _x(2, 1, 4, seed=1)], {"axis": 1, "reduce": "min"}),
+    "put_along_axis_mul_cast": ("put_along_axis", [_x(2, 5, 4), _i([[[0, 1, 0, 1]]] * 2), _i([[[2, 3, 4, 5]]] * 2)], {"axis": 1, "reduce": "mul"}),
+    "slice_update_open_dynamic": ("slice_update", [_x(4, 3), _x(3, 3, seed=1)], {"axis": 0, "start": 1, "end": OPEN, "dynamic": False}),
+    "slice_update_symbolic": ("slice_update", [_x(6), _x(2, seed=1)], {"axis": 0, "start": "batch - 2", "end": OPEN, "export": True}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NODE_CASES))
+def test_index_node_in_torch(case):
+    op, inputs, options = NODE_CASES[case]
+    run_node(op, inputs, **options)

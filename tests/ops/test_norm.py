@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
 import unigraph as ug
-from tests.ops.harness import Case, T, params, run_case
+from tests.ops.harness import Case, T, channels_last, params, random_tensor, run_case, run_node
 
 aten = torch.ops.aten
 
@@ -120,3 +120,44 @@ def test_norm_variables_have_flax_names_and_collections():
     np.testing.assert_array_equal(params["ln"]["scale"], model.ln.weight.detach().numpy())
     assert conv.param_map.by_source("bn.running_var").role == "var"
     assert conv.param_map.by_source("ln.weight").role == "scale"
+
+
+# ---- the torch backend's lowerings on graphs built directly (channels-last and other paths torch graphs never take) ----
+
+_BF16, _F16 = torch.bfloat16, torch.float16
+_VAR = (torch.rand(4, generator=torch.Generator().manual_seed(1)) + 0.5)
+NODE_CASES = {  # id: (op, inputs, attributes and options)
+    # batch norm over the last axis (Keras), running or own statistics, with the statistics it used
+    "batch_norm_channels_last": ("batch_norm", [channels_last(random_tensor(2, 4, 5, 6)), random_tensor(4), random_tensor(4), random_tensor(4), _VAR], {"epsilon": 1e-3, "axis": -1, "export": True}),
+    "batch_norm_channels_last_stats": ("batch_norm", [channels_last(random_tensor(2, 4, 5, 6)), random_tensor(4), None, random_tensor(4), _VAR], {"epsilon": 1e-3, "axis": 3, "return_stats": True}),
+    "batch_norm_own_stats_channels_last": ("batch_norm", [channels_last(random_tensor(2, 4, 5, 6)), random_tensor(4), random_tensor(4), None, None], {"epsilon": 1e-3, "axis": -1, "return_stats": True, "export": True}),
+    "batch_norm_own_stats": ("batch_norm", [random_tensor(3, 4, 5), None, random_tensor(4), None, None], {"epsilon": 1e-5, "return_stats": True}),
+    "batch_norm_features_own_stats": ("batch_norm", [random_tensor(5, 4), random_tensor(4), random_tensor(4), None, None], {"epsilon": 1e-5}),
+    "batch_norm_bfloat16_float_stats": ("batch_norm", [channels_last(random_tensor(2, 4, 5, 6, dtype=_BF16)), random_tensor(4), random_tensor(4), random_tensor(4), _VAR], {"epsilon": 1e-3, "axis": -1, "return_stats": True, "rtol": 2e-2, "atol": 2e-2}),
+    "batch_norm_float16_own_stats": ("batch_norm", [random_tensor(2, 4, 5, 6, dtype=_F16), random_tensor(4, dtype=_F16), random_tensor(4, dtype=_F16), None, None], {"epsilon": 1e-3, "return_stats": True, "rtol": 2e-2, "atol": 2e-2}),
+    # layer and RMS norms over axes that are not the trailing ones, with their statistics
+    "layer_norm_channel_axis": ("layer_norm", [random_tensor(2, 4, 5, 6), random_tensor(4), random_tensor(4)], {"axes": (1,), "epsilon": 1e-5, "export": True}),
+    "layer_norm_spatial_axes_stats": ("layer_norm", [random_tensor(2, 4, 5, 6), random_tensor(4, 6), None], {"axes": (-1, 1), "epsilon": 1e-5, "return_stats": True}),
+    "layer_norm_trailing_stats": ("layer_norm", [random_tensor(2, 4, 5, 6), random_tensor(5, 6), random_tensor(5, 6)], {"axes": (2, 3), "epsilon": 1e-5, "return_stats": True, "export": True}),
+    "layer_norm_bfloat16_stats": ("layer_norm", [random_tensor(2, 4, 6, dtype=_BF16), random_tensor(6, dtype=_BF16), random_tensor(6, dtype=_BF16)], {"axes": (-1,), "epsilon": 1e-5, "return_stats": True, "rtol": 2e-2, "atol": 2e-2}),
+    "rms_norm_channel_axis": ("rms_norm", [random_tensor(2, 4, 5, 6), random_tensor(4)], {"axes": (1,), "epsilon": 1e-6}),
+    "rms_norm_stats": ("rms_norm", [random_tensor(2, 4, 5, 6), random_tensor(5, 6)], {"axes": (2, 3), "epsilon": 1e-6, "return_stats": True, "export": True}),
+    "rms_norm_spatial_axes_stats": ("rms_norm", [random_tensor(2, 4, 5, 6), None], {"axes": (1, 3), "epsilon": 1e-6, "return_stats": True}),
+    "rms_norm_bfloat16_stats": ("rms_norm", [random_tensor(2, 4, 6, dtype=_BF16), random_tensor(6, dtype=_BF16)], {"axes": (-1,), "epsilon": 1e-6, "return_stats": True, "rtol": 2e-2, "atol": 2e-2}),
+    # group norm in Keras's layout, with its statistics
+    "group_norm_channels_last": ("group_norm", [channels_last(random_tensor(2, 4, 5, 6)), random_tensor(4), random_tensor(4)], {"groups": 2, "epsilon": 1e-5, "channels_last": True, "export": True}),
+    "group_norm_channels_last_stats": ("group_norm", [channels_last(random_tensor(2, 6, 7)), None, random_tensor(6)], {"groups": 3, "epsilon": 1e-5, "channels_last": True, "return_stats": True}),
+    "group_norm_stats": ("group_norm", [random_tensor(2, 4, 2, 3, 2), random_tensor(4), random_tensor(4)], {"groups": 4, "epsilon": 1e-5, "return_stats": True, "export": True}),
+    "group_norm_bfloat16_channels_last_stats": ("group_norm", [channels_last(random_tensor(2, 4, 5, 6, dtype=_BF16)), random_tensor(4, dtype=_BF16), random_tensor(4, dtype=_BF16)], {"groups": 2, "epsilon": 1e-5, "channels_last": True, "return_stats": True, "rtol": 2e-2, "atol": 2e-2}),
+    # weight norm: the norm over all axes, a negative axis, the norm returned
+    "weight_norm_all_axes": ("weight_norm", [random_tensor(4, 3, 2), random_tensor()], {"axis": None, "dynamic": False}),
+    "weight_norm_last_axis_norm": ("weight_norm", [random_tensor(4, 3, 2), random_tensor(1, 1, 2)], {"axis": -1, "return_norm": True, "dynamic": False}),
+    "weight_norm_bfloat16_norm": ("weight_norm", [random_tensor(4, 3, 2, dtype=_BF16), random_tensor(4, 1, 1, dtype=_BF16)], {"axis": 0, "return_norm": True, "dynamic": False, "rtol": 2e-2, "atol": 2e-2}),
+    "weight_norm_vector": ("weight_norm", [random_tensor(5), random_tensor(5)], {"axis": 0, "return_norm": True, "dynamic": False}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NODE_CASES))
+def test_norm_node_in_torch(case):
+    op, inputs, options = NODE_CASES[case]
+    run_node(op, inputs, **{"rtol": 1e-4, "atol": 1e-5, **options})

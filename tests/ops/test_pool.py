@@ -1,5 +1,6 @@
 """Pooling: max/avg pools with every torch flag, indices, and adaptive pools with uneven bins."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -7,7 +8,7 @@ import torch.nn.functional as F
 from torch.export import Dim
 
 import unigraph as ug
-from tests.ops.harness import Case, T, compare, params, run_case
+from tests.ops.harness import Case, T, channels_last, compare, params, random_tensor, run_case, run_node
 
 aten = torch.ops.aten
 
@@ -117,3 +118,87 @@ def test_dynamic_spatial_dims():
 
 def test_dynamic_spatial_dims_strided():
     _check_dynamic_spatial(stride=2)
+
+
+# ---- the torch backend's lowerings on graphs built directly (channels-last and other paths torch graphs never take) ----
+
+
+def _with_neg_inf(x):
+    """``x`` with its first half of rows -inf: windows whose maximum ties the -inf padding."""
+    x = x.clone()
+    x[..., : x.shape[-2] // 2, :] = -float("inf")
+    return x
+
+
+MAX = {"op": "max_pool", "dilation": (1, 1)}
+AVG = {"op": "avg_pool"}
+NODE_CASES = {  # id: attributes and options of one pool node on ``x``
+    # torch's own padding, channels-last (Keras) layout
+    "max_pool2d_channels_last": dict(MAX, x=channels_last(random_tensor(2, 3, 9, 8)), window=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), channels_last=True, return_indices=True, export=True),
+    "max_pool1d_channels_last_ceil": dict(MAX, x=channels_last(random_tensor(2, 3, 10)), window=(3,), strides=(2,), padding=((1, 1),), dilation=(2,), ceil_mode=True, channels_last=True, return_indices=True),
+    "max_pool3d_channels_last": dict(MAX, x=channels_last(random_tensor(2, 2, 5, 6, 7)), window=(2, 2, 3), strides=(2, 1, 2), padding=((1, 1), (0, 0), (1, 1)), dilation=(1, 1, 1), channels_last=True, return_indices=True),
+    # padding torch's pools do not take: asymmetric ("same"), beyond half the window, with ceil_mode
+    "max_pool2d_same": dict(MAX, x=channels_last(random_tensor(2, 3, 9, 8)), window=(2, 2), strides=(2, 2), padding=((0, 1), (0, 0)), channels_last=True, export=True),
+    "max_pool2d_asymmetric_indices": dict(MAX, x=random_tensor(2, 3, 9, 8), window=(3, 2), strides=(2, 1), padding=((2, 0), (1, 2)), dilation=(1, 2), return_indices=True),
+    "max_pool2d_asymmetric_ceil_indices": dict(MAX, x=random_tensor(2, 3, 9, 8), window=(3, 2), strides=(2, 2), padding=((0, 1), (1, 0)), ceil_mode=True, return_indices=True, export=True),
+    "max_pool2d_wide_padding_indices": dict(MAX, x=random_tensor(2, 3, 7, 6), window=(2, 3), strides=(2, 1), padding=((2, 2), (2, 1)), dilation=(1, 2), ceil_mode=True, return_indices=True),
+    "max_pool2d_padding_ties_neg_inf": dict(MAX, x=_with_neg_inf(random_tensor(2, 2, 8, 7)), window=(3, 3), strides=(1, 2), padding=((2, 0), (1, 2)), dilation=(2, 1), return_indices=True),
+    "max_pool2d_int_asymmetric": dict(MAX, x=torch.randint(-50, 50, (2, 3, 9, 8), generator=torch.Generator().manual_seed(0), dtype=torch.int32), window=(3, 3), strides=(2, 2), padding=((0, 2), (1, 0)), return_indices=True),
+    "max_pool2d_leading_axes": dict(MAX, x=random_tensor(2, 3, 2, 9, 8), window=(2, 2), strides=(2, 2), padding=((0, 1), (1, 0)), return_indices=True),
+    "avg_pool2d_channels_last": dict(AVG, x=channels_last(random_tensor(2, 3, 9, 8)), window=(3, 3), strides=(2, 2), padding=((1, 1), (1, 1)), ceil_mode=True, count_include_pad=False, channels_last=True, export=True),
+    "avg_pool2d_same_exclude_pad": dict(AVG, x=channels_last(random_tensor(2, 3, 9, 8)), window=(3, 2), strides=(2, 2), padding=((1, 1), (0, 1)), count_include_pad=False, channels_last=True, export=True),
+    "avg_pool2d_asymmetric_include_pad": dict(AVG, x=random_tensor(2, 3, 9, 8), window=(3, 2), strides=(2, 1), padding=((2, 0), (1, 2))),
+    "avg_pool2d_asymmetric_ceil": dict(AVG, x=random_tensor(2, 3, 9, 8), window=(3, 3), strides=(2, 2), padding=((0, 1), (1, 0)), ceil_mode=True),
+    "avg_pool2d_asymmetric_ceil_exclude": dict(AVG, x=random_tensor(2, 3, 9, 8), window=(3, 3), strides=(2, 2), padding=((0, 1), (1, 0)), ceil_mode=True, count_include_pad=False),
+    "avg_pool2d_asymmetric_divisor": dict(AVG, x=random_tensor(2, 3, 9, 8), window=(3, 3), strides=(2, 2), padding=((0, 1), (1, 0)), ceil_mode=True, divisor_override=5),
+    "avg_pool1d_divisor": dict(AVG, x=random_tensor(2, 3, 10), window=(3,), strides=(2,), padding=((1, 1),), ceil_mode=True, divisor_override=2),
+    "avg_pool1d_channels_last_same": dict(AVG, x=channels_last(random_tensor(2, 3, 10)), window=(4,), strides=(3,), padding=((1, 2),), count_include_pad=False, channels_last=True),
+    "avg_pool3d_channels_last_same": dict(AVG, x=channels_last(random_tensor(2, 2, 5, 6, 7)), window=(2, 3, 2), strides=(2, 2, 1), padding=((0, 1), (1, 1), (0, 1)), count_include_pad=False, channels_last=True),
+    "avg_pool2d_float16_same": dict(AVG, x=random_tensor(2, 3, 9, 8, dtype=torch.float16), window=(3, 3), strides=(2, 2), padding=((0, 1), (1, 0)), count_include_pad=False, rtol=1e-3, atol=1e-3),
+    "avg_pool2d_unbatched_same": dict(AVG, x=random_tensor(9, 8, 3), window=(2, 2), strides=(2, 2), padding=((0, 1), (0, 0)), channels_last=True, dynamic=False),
+    # adaptive pools, channels-last, uneven bins
+    "adaptive_avg_pool2d_channels_last": dict(op="adaptive_avg_pool", x=channels_last(random_tensor(2, 3, 9, 8)), output_size=(4, 3), channels_last=True, export=True),
+    "adaptive_avg_pool1d_channels_last": dict(op="adaptive_avg_pool", x=channels_last(random_tensor(2, 3, 10)), output_size=(1,), channels_last=True),
+    "adaptive_avg_pool3d_channels_last": dict(op="adaptive_avg_pool", x=channels_last(random_tensor(2, 2, 5, 6, 7)), output_size=(2, 4, 3), channels_last=True),
+    "adaptive_max_pool2d_channels_last_indices": dict(op="adaptive_max_pool", x=channels_last(random_tensor(2, 3, 9, 8)), output_size=(4, 3), channels_last=True, return_indices=True, export=True),
+    "adaptive_max_pool2d_channels_last": dict(op="adaptive_max_pool", x=channels_last(random_tensor(2, 3, 9, 8)), output_size=(11, 5), channels_last=True),
+    "adaptive_max_pool3d_leading_axes": dict(op="adaptive_max_pool", x=random_tensor(2, 3, 2, 5, 6, 7), output_size=(2, 4, 3), return_indices=True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NODE_CASES))
+def test_pool_node_in_torch(case):
+    options = dict(NODE_CASES[case])
+    op, x = options.pop("op"), options.pop("x")
+    run_node(op, [x], **{"rtol": 1e-5, "atol": 1e-6, **options})
+
+
+@pytest.mark.parametrize(
+    "op, attrs",
+    [
+        ("max_pool", {"window": (3, 2), "strides": (2, 2), "padding": ((0, 1), (1, 0)), "dilation": (1, 2), "ceil_mode": True, "return_indices": True}),
+        ("avg_pool", {"window": (3, 3), "strides": (2, 2), "padding": ((0, 1), (1, 0)), "ceil_mode": True, "count_include_pad": False}),
+    ],
+)
+def test_pool_padding_torch_cannot_take_exports_with_dynamic_spatial_dims(op, attrs):
+    """``ceil_mode`` growth of explicit padding is computed on symbolic sizes (``torch.sym_min``/``sym_max``)."""
+    import jax
+
+    from unigraph.backends.torch_ops import LOWERINGS
+    from unigraph.ops import REGISTRY
+
+    lowering = LOWERINGS.get(op)
+
+    class Pool(torch.nn.Module):
+        def forward(self, x):
+            return lowering(x, **attrs)
+
+    spatial = {0: Dim("batch"), 2: Dim("h", min=4, max=64), 3: Dim("w", min=4, max=64)}
+    program = torch.export.export(Pool(), (random_tensor(2, 3, 9, 8),), dynamic_shapes=({**spatial},)).module()
+    for shape in [(2, 3, 9, 8), (3, 3, 12, 7), (1, 3, 8, 11)]:
+        x = random_tensor(*shape, seed=1)
+        got = program(x)
+        with jax.enable_x64(True):
+            want = REGISTRY.get(op).jax(x.numpy(), **attrs)
+        for g, w in zip(*(o if isinstance(o, tuple) else (o,) for o in (got, want))):
+            np.testing.assert_allclose(g.numpy(), np.asarray(w), rtol=1e-5, atol=1e-6, err_msg=str(shape))

@@ -1,10 +1,12 @@
 """Reductions, softmax, cumulative ops, top-k and sorting, with torch's dtype rules."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from tests.ops.harness import Case, T, params, run_case
+from tests.ops.harness import run_node as harness_run_node
 
 X = T((2, 3, 4))
 X5 = T((3, 5, 7))
@@ -158,3 +160,61 @@ CASES = [
 @pytest.mark.parametrize("case", params(CASES))
 def test_op(case):
     run_case(case)
+
+
+# ---- graphs built directly: attributes the torch frontend never writes ------------------------
+
+
+def run_node(op, inputs, **options):
+    """One ``op`` node on static-shaped inputs: the torch backend's module against the JAX op."""
+    harness_run_node(op, inputs, dynamic=False, **options)
+_rng = np.random.default_rng(0)
+XF = _rng.standard_normal((2, 3, 4)).astype(np.float32)
+XF_NEG_INF = np.where(XF < -0.5, -np.inf, XF).astype(np.float32)
+XH = XF.astype(np.float16)
+XI = _rng.integers(-5, 6, (2, 3, 4)).astype(np.int32)
+XB = XF > 0
+TIES_F = np.array([[1.0, np.nan, 3.0, -np.inf, 2.0, np.nan, 3.0, 1.0]], np.float32).T  # sorted along axis 0
+TIES_I = _rng.integers(0, 3, (9, 2)).astype(np.int32)
+
+DIRECT = {
+    # axes=(): torch's dim=() would reduce every dim; the op reduces none
+    "sum_no_axes_int64": ("reduce_sum", XI, dict(axes=(), dtype="int64")),
+    "sum_no_axes_keepdims": ("reduce_sum", XF, dict(axes=(), keepdims=True)),
+    "mean_no_axes_dtype": ("reduce_mean", XH, dict(axes=(), dtype="float32")),
+    "prod_no_axes": ("reduce_prod", XI, dict(axes=())),
+    "max_no_axes": ("reduce_max", XF, dict(axes=())),
+    "min_no_axes_keepdims": ("reduce_min", XI, dict(axes=(), keepdims=True)),
+    "all_no_axes_float": ("reduce_all", XF, dict(axes=())),
+    "var_no_axes": ("variance", XF, dict(axes=())),  # 0 / 0: NaN, as jnp.var
+    "var_no_axes_biased": ("variance", XF, dict(axes=(), correction=0.0)),
+    "logsumexp_no_axes": ("logsumexp", XF_NEG_INF, dict(axes=())),
+    "norm_no_axes": ("vector_norm", XF, dict(axes=())),
+    "norm_0_no_axes": ("vector_norm", XF, dict(axes=(), ord=0.0)),
+    # dtype None keeps an integer dtype (torch would widen to int64); integer means truncate
+    "sum_int32_stays": ("reduce_sum", XI, dict(axes=(1,))),
+    "cumsum_int32_stays": ("cumsum", XI, dict(axis=2)),
+    "cumprod_int32_stays": ("cumprod", XI, dict(axis=0)),
+    "mean_int32": ("reduce_mean", XI, dict(axes=(0, 2), keepdims=True)),
+    "mean_int_to_int64": ("reduce_mean", XI, dict(axes=(1,), dtype="int64")),
+    "mean_int_to_float": ("reduce_mean", XI, dict(axes=(1, 2), dtype="float32")),
+    # products over several axes, bool sums as the op's dtype says
+    "prod_axes_keepdims_float64": ("reduce_prod", XF, dict(axes=(0, 2), keepdims=True, dtype="float64")),
+    "sum_bool_as_bool": ("reduce_sum", XB, dict(axes=(2,), dtype="bool")),
+    "prod_bool_as_bool": ("reduce_prod", XB, dict(axes=(0, 1), dtype="bool")),
+    "argmax_bool_flat_keepdims": ("argmax", XB, dict(axis=None, keepdims=True)),
+    "argmin_bool": ("argmin", XB, dict(axis=1)),
+    # ties and NaN along a leading axis
+    "top_k_ties_nan_axis0": ("top_k", TIES_F, dict(k=5, axis=0)),
+    "top_k_smallest_int_ties_axis0": ("top_k", TIES_I, dict(k=4, axis=0, largest=False)),
+    "sort_descending_ties_nan_axis0": ("sort", TIES_F, dict(axis=0, descending=True)),
+    "sort_int_ties_axis0": ("sort", TIES_I, dict(axis=0)),
+    "cummin_nan": ("cummin", TIES_F, dict(axis=0)),
+}
+
+
+@pytest.mark.parametrize("name", DIRECT)
+@pytest.mark.filterwarnings("ignore:.*degrees of freedom is <= 0")
+def test_attributes_the_torch_frontend_never_writes(name):
+    op, x, attrs = DIRECT[name]
+    run_node(op, [x], **attrs)

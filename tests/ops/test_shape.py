@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.ops.harness import Case, T, params, run_case
+from tests.ops.harness import Case, T, params, random_tensor, run_case, run_node
 
 X = T((2, 3, 4))
 X5 = T((2, 5, 4))
@@ -202,3 +202,41 @@ def test_as_strided_window_is_reported():
     with pytest.raises(Exception, match="as_strided.*identity view"):
         run_case(Case("as_strided_windows", windows, [T((4,))], dynamic=False))
 
+
+
+# ---- the torch backend's lowerings on graphs built directly (paths torch-origin graphs do not take) ----
+
+
+OPEN = 2**62
+
+NODE_CASES = {  # id: (op, inputs, attributes and options)
+    # pads in modes other than constant: channels-last spatial axes, more than three axes, ranks F.pad lacks
+    "pad_reflect_channels_last": ("pad", [random_tensor(2, 5, 6, 3)], {"low": (0, 1, 2, 0), "high": (0, 2, 1, 0), "mode": "reflect", "export": True}),
+    "pad_edge_four_axes": ("pad", [random_tensor(2, 3, 4, 5, 6)], {"low": (0, 1, 0, 2, 1), "high": (0, 2, 1, 0, 0), "mode": "edge"}),
+    "pad_edge_first_axis_int": ("pad", [random_tensor(2, 3, 4, 5, 6, dtype=torch.int64)], {"low": (0, 2, 0, 0, 0), "high": (0, 1, 0, 0, 0), "mode": "edge"}),
+    "pad_wrap_vector": ("pad", [random_tensor(7)], {"low": (2,), "high": (3,), "mode": "wrap"}),
+    "pad_reflect_last_of_rank4": ("pad", [random_tensor(2, 3, 4, 6)], {"low": (0, 0, 0, 2), "high": (0, 0, 0, 1), "mode": "reflect", "export": True}),
+    "pad_reflect_bool": ("pad", [random_tensor(2, 3, 5, dtype=torch.bool)], {"low": (0, 1, 2), "high": (0, 1, 1), "mode": "reflect"}),
+    "pad_wrap_batch": ("pad", [random_tensor(3, 4)], {"low": (1, 0), "high": (2, 0), "mode": "wrap", "export": True}),
+    "pad_edge_nothing": ("pad", [random_tensor(2, 3)], {"low": (0, 0), "high": (0, 0), "mode": "edge"}),
+    "pad_constant_bool_true": ("pad", [random_tensor(2, 3, dtype=torch.bool)], {"low": (0, 1), "high": (0, 2), "value": True}),
+    "pad_constant_symbolic": ("pad", [random_tensor(2, 3)], {"low": (0, "batch"), "high": (0, 1), "value": -2.0, "export": True}),
+    # other shape ops off the torch frontend's paths
+    "expand_dims_two_negative": ("expand_dims", [random_tensor(2, 3)], {"axes": (-1, 1)}),
+    "expand_dims_unordered": ("expand_dims", [random_tensor(2, 3)], {"axes": (3, 0)}),
+    "split_one_piece": ("split", [random_tensor(2, 3)], {"sizes": ("batch",), "axis": 0}),
+    "split_symbolic": ("split", [random_tensor(2, 3)], {"sizes": (1, "batch - 1"), "axis": 0}),
+    "slice_open_dynamic": ("slice", [random_tensor(4, 4)], {"axis": 0, "start": 0, "end": OPEN, "export": True}),
+    "slice_open_dynamic_step": ("slice", [random_tensor(3, 4)], {"axis": 0, "start": 1, "end": OPEN, "step": 2}),
+    "slice_open_negative_start": ("slice", [random_tensor(3, 4)], {"axis": 0, "start": -2, "end": OPEN, "export": True}),
+    "slice_symbolic_end": ("slice", [random_tensor(3, 4)], {"axis": -1, "start": 0, "end": "batch"}),
+    "roll_symbolic_negative_axis": ("roll", [random_tensor(3, 4)], {"shifts": ("batch",), "axes": (-1,)}),
+    "tile_short_reps": ("tile", [random_tensor(2, 3, 4)], {"reps": (2, 3)}),
+    "squeeze_none": ("squeeze", [random_tensor(2, 3)], {"axes": ()}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NODE_CASES))
+def test_shape_node_in_torch(case):
+    op, inputs, options = NODE_CASES[case]
+    run_node(op, inputs, **options)

@@ -103,13 +103,14 @@ def max_pool(
     steps = _full(x, axes, strides, 1)
     rates = _full(x, axes, dilation, 1)
     pad_all = _full(x, axes, pads, (0, 0))
-    lowest = jnp.asarray(_lowest(x.dtype), x.dtype)
+    # NumPy init values: a traced one makes lax.reduce_window the generic form, which has no VJP
+    lowest = np.asarray(_lowest(x.dtype), x.dtype)
     values = lax.reduce_window(x, lowest, lax.max, dims, steps, pad_all, window_dilation=rates)
     if not return_indices:
         return values
     index_dtype = jax_dtype("int64")
     positions = _flat_positions(x.shape, axes, index_dtype)
-    never = jnp.asarray(jnp.iinfo(index_dtype).max, index_dtype)
+    never = np.asarray(jnp.iinfo(index_dtype).max, index_dtype)
     _, indices = lax.reduce_window(
         (x, positions), (lowest, never), _first_max, dims, steps, pad_all, window_dilation=rates
     )
@@ -139,7 +140,7 @@ def avg_pool(
     axes = _spatial_axes(x, len(window), channels_last)
     pads = _window_padding(x, axes, window, strides, padding, (1,) * len(window), ceil_mode)
     acc = compute_dtype(x.dtype)
-    zero = jnp.asarray(0, acc)
+    zero = np.asarray(0, acc)
     dims, steps = _full(x, axes, window, 1), _full(x, axes, strides, 1)
     total = lax.reduce_window(x.astype(acc), zero, lax.add, dims, steps, _full(x, axes, pads, (0, 0)))
     if divisor_override is not None:

@@ -41,19 +41,29 @@ def _source(size: int, out: int, align_corners: bool, scale: float | None) -> np
     return _inverse_scale(size, out, scale) * (dst + _f32(0.5)) - _f32(0.5)
 
 
-def _nearest(size: int, out: int, scale: float | None, exact: bool) -> np.ndarray:
-    """torch's ``nearest_idx`` (legacy: ``floor(dst*s)``, with its shortcuts) or ``nearest_exact_idx``."""
+def _nearest(size: int, out: int, scale: float | None, exact: bool, shortcuts: bool) -> np.ndarray:
+    """torch's ``nearest_idx`` (legacy: ``floor(dst*s)``) or ``nearest_exact_idx``.
+
+    torch's 2-d legacy kernel takes two shortcuts (same size: copy; twice the
+    size: ``dst >> 1``) that its 1-d and 3-d kernels do not, whatever the scale.
+    """
     dst = np.arange(out)
-    if not exact and out == size:
+    if shortcuts and not exact and out == size:
         return dst
-    if not exact and out == 2 * size:
+    if shortcuts and not exact and out == 2 * size:
         return dst >> 1
     position = dst.astype(_f32) + (_f32(0.5) if exact else _f32(0))
     return np.minimum(np.floor(position * _inverse_scale(size, out, scale)).astype(np.int64), size - 1)
 
 
 def _linear(size: int, out: int, align_corners: bool, scale: float | None):
-    """Two taps per output and their weights (torch's ``compute_indices_weights_linear``)."""
+    """Two taps per output and their weights (torch's ``compute_indices_weights_linear``).
+
+    A dim whose size does not change is copied, whatever the scale, as torch's kernels do.
+    """
+    if out == size:
+        index = np.arange(size)
+        return np.stack([index, index], axis=1), np.stack([np.ones(size, _f32), np.zeros(size, _f32)], axis=1)
     src = np.maximum(_source(size, out, align_corners, scale), _f32(0))
     lo = np.minimum(np.floor(src).astype(np.int64), size - 1)
     frac = np.clip(src - lo.astype(_f32), _f32(0), _f32(1))
@@ -80,10 +90,10 @@ def _cubic(size: int, out: int, align_corners: bool, scale: float | None):
     return np.clip(taps, 0, size - 1), weights
 
 
-def _taps(method: str, size: int, out: int, align_corners: bool, scale: float | None):
+def _taps(method: str, size: int, out: int, align_corners: bool, scale: float | None, spatial: int):
     """``(out, k)`` input positions and float32 weights (None for nearest) resampling one dim."""
     if method in ("nearest", "nearest_exact"):
-        return _nearest(size, out, scale, method == "nearest_exact")[:, None], None
+        return _nearest(size, out, scale, method == "nearest_exact", spatial == 2)[:, None], None
     if method == "linear":
         return _linear(size, out, align_corners, scale)
     return _cubic(size, out, align_corners, scale)
@@ -132,5 +142,5 @@ def resize(
     y = x if method.startswith("nearest") else x.astype(compute_dtype(x.dtype))
     for axis, out, scale in reversed(list(zip(axes, sizes, scales))):
         size = int(x.shape[axis])
-        y = _resample_axis(y, axis, *_taps(method, size, out, align_corners, scale))
+        y = _resample_axis(y, axis, *_taps(method, size, out, align_corners, scale, n))
     return y.astype(x.dtype)

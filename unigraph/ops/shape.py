@@ -157,6 +157,7 @@ def sliding_window(x, /, *, axis: int, size: int, step: int):
     ``[..., n, ...]`` becomes ``[..., (n - size) // step + 1, ..., size]``: the
     window index replaces ``axis`` and the position in the window is last.
     """
+    axis %= x.ndim
     count = (x.shape[axis] - size) // step + 1
     positions = lax.iota(jnp.int32, count)[:, None] * step + lax.iota(jnp.int32, size)[None, :]
     windows = jnp.take(x, positions, axis=axis, mode="clip")

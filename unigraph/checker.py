@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -147,10 +148,12 @@ def check(
     """Runs ``reference`` and ``candidate`` on ``inputs`` and compares every output.
 
     ``reference``: a torch model (or ExportedProgram), a ``Converted``, or any
-    callable taking NumPy arrays. ``candidate``: a ``Converted`` or such a
-    callable. ``inputs``: the positional arguments (a tuple, or one array or
-    tensor); ``kwargs``: keyword arguments. With ``locate`` (the default), a
-    failing check of a torch-origin conversion names the first diverging node.
+    callable taking NumPy arrays. ``candidate``: a ``Converted``, a TF
+    SavedModel written by unigraph (its directory, or the object
+    ``tf.saved_model.load`` returns), or such a callable. ``inputs``: the
+    positional arguments (a tuple, or one array or tensor); ``kwargs``:
+    keyword arguments. With ``locate`` (the default), a failing check of a
+    torch-origin conversion names the first diverging node.
     """
     args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     kwargs = dict(kwargs or {})
@@ -240,9 +243,16 @@ def _is_torch(model) -> bool:
     )
 
 
+def _is_savedmodel(model) -> bool:
+    """A SavedModel directory, or an object loaded by ``tf.saved_model.load``."""
+    return isinstance(model, (str, os.PathLike)) or type(model).__module__.startswith("tensorflow.")
+
+
 def _run(model, args: tuple, kwargs: dict):
     if isinstance(model, Converted):
         return jax.tree.map(np.asarray, model(*args, **kwargs))
+    if _is_savedmodel(model):
+        return _run_savedmodel(model, args, kwargs)
     if _is_torch(model):
         from unigraph.frontends.torch_export import run_reference
 
@@ -252,6 +262,17 @@ def _run(model, args: tuple, kwargs: dict):
 
         return model(*(as_array(a) for a in args), **{k: as_array(v) for k, v in kwargs.items()})
     raise TypeError(f"cannot run {type(model).__name__}: expected a model, a Converted or a callable")
+
+
+def _run_savedmodel(model, args: tuple, kwargs: dict):
+    from unigraph.signature import as_array
+
+    if isinstance(model, (str, os.PathLike)):
+        from unigraph.backends.savedmodel import load  # imports TensorFlow
+
+        model = load(model)
+    outputs = model(*(as_array(a) for a in args), **{k: as_array(v) for k, v in kwargs.items()})
+    return jax.tree.map(np.asarray, outputs)
 
 
 def _flatten(outputs, path: str = "") -> dict[str, np.ndarray]:
@@ -277,6 +298,10 @@ def _describe(model) -> str:
         import torch
 
         return f"{type(model).__name__} (torch {torch.__version__})"
+    if isinstance(model, (str, os.PathLike)):
+        return f"SavedModel {os.fspath(model)}"
+    if _is_savedmodel(model):
+        return "SavedModel (loaded)"
     return getattr(model, "__name__", type(model).__name__)
 
 

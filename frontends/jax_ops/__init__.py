@@ -1,0 +1,66 @@
+"""Handlers translating JAX primitives into unigraph ops, one module per primitive family.
+
+A handler is registered for one or more primitive names and is called with a
+``Context`` (the equation being translated, the ``Builder``, and the
+driver's services), the equation's operands as ``TensorRef``s (literals
+become 0-d constants) and the equation's parameters as keyword arguments::
+
+    @handles("exp")
+    def exp(cx, x, **_):
+        return cx.emit("exp", x)
+
+Parameters a handler does not use (shardings, accuracy hints) are swallowed
+by ``**_``. A handler returns one ``TensorRef``, or a sequence with one per
+output of a primitive with several results. The driver checks every result
+against the type JAX recorded for it, so a handler that gets a shape or
+dtype wrong fails at conversion time, naming the primitive and its source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+class HandlerTable:
+    """Primitive names to handlers; each name registered once."""
+
+    def __init__(self):
+        self._handlers: dict[str, Callable] = {}
+
+    def register(self, name: str, fn: Callable) -> None:
+        if name in self._handlers:
+            raise ValueError(f"primitive {name!r} has two handlers")
+        self._handlers[name] = fn
+
+    def lookup(self, name: str) -> Callable | None:
+        return self._handlers.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._handlers)
+
+
+HANDLERS = HandlerTable()
+
+
+def handles(*names: str) -> Callable[[Callable], Callable]:
+    def register(fn: Callable) -> Callable:
+        for name in names:
+            HANDLERS.register(name, fn)
+        return fn
+
+    return register
+
+
+# Importing the families registers their handlers.
+from unigraph.frontends.jax_ops import (  # noqa: E402,F401
+    control,
+    conv,
+    elementwise,
+    index,
+    linalg,
+    pool,
+    reduce,
+    shape,
+)
+
+__all__ = ["HANDLERS", "HandlerTable", "handles"]
