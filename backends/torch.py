@@ -36,7 +36,7 @@ def to_state_dict(conv: Converted) -> dict[str, torch.Tensor]:
 
 def _tensor(array: np.ndarray) -> torch.Tensor:
     if array.dtype.name == "bfloat16":
-        return torch.from_numpy(np.asarray(array, order="C").view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(np.array(array, order="C", copy=True).view(np.int16)).view(torch.bfloat16)
     return torch.from_numpy(np.array(array, copy=True))
 
 

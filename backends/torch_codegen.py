@@ -166,7 +166,8 @@ class _Generator:
         for index, node in enumerate(self.graph.nodes):
             layer = self.layers.get(index)
             if layer is not None:
-                self._assign(node.outputs, f"{_module_ref(layer.path)}({self._value(layer.input)})")
+                call = f"{_module_ref(layer.path)}({self._value(layer.input)}{layer.before}){layer.after}"
+                self._assign(node.outputs, call)
             else:
                 self._assign(node.outputs, self._call(node))
         self.lines.append(f"return {self._outputs(self.graph.output_tree)}")

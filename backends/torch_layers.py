@@ -5,6 +5,10 @@ A node becomes ``nn.Linear``, ``nn.ConvNd``, ``nn.LayerNorm``,
 layer's, in that layer's torch layout and names (``P.weight``, ``P.bias``, …),
 used by this node alone, and its attributes are ones the layer expresses.
 Anything else stays a call of the op's torch lowering, which is always right.
+
+A channels-last convolution (Keras and Flax models are NHWC) is still an
+``nn.Conv2d``, called between two permutes: ``self.conv(x.permute(0, 3, 1,
+2)).permute(0, 2, 3, 1)``, which a PyTorch reader knows at a glance.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ class Layer:
     constructor: str  # "nn.Conv2d(64, 64, 3, padding=1, bias=False)"
     input: str  # the activation it is called on
     values: frozenset[str]  # the variables it owns
+    before: str = ""  # appended to the input expression: ".permute(0, 3, 1, 2)"
+    after: str = ""  # appended to the call: ".permute(0, 2, 3, 1)"
 
 
 def find_layers(graph: Graph, tensors: Mapping[str, TorchTensor]) -> dict[int, Layer]:
@@ -50,9 +56,11 @@ def find_layers(graph: Graph, tensors: Mapping[str, TorchTensor]) -> dict[int, L
             continue
         (path,) = paths
         by_leaf = {tensors[n].name.rpartition(".")[2]: tensors[n] for n in owned}
-        constructor = recognize(graph, node, by_leaf, prefixes[path])
-        if constructor is not None:
-            layers[index] = Layer(path, constructor, activations[0], frozenset(owned) | _extra(tensors, path, by_leaf))
+        recognized = recognize(graph, node, by_leaf, prefixes[path])
+        if recognized is not None:
+            constructor, before, after = (recognized, "", "") if isinstance(recognized, str) else recognized
+            values = frozenset(owned) | _extra(tensors, path, by_leaf)
+            layers[index] = Layer(path, constructor, activations[0], values, before, after)
     return layers
 
 
@@ -80,8 +88,11 @@ def _conv(graph: Graph, node: Node, leaves: Mapping[str, TorchTensor], present: 
     weight, bias = leaves.get("weight"), leaves.get("bias")
     a = node.attrs
     rank = len(a["strides"])
-    if weight is None or present != set(leaves) or a.get("channels_last") or not 1 <= rank <= 3:
+    if weight is None or present != set(leaves) or not 1 <= rank <= 3:
         return None
+    channels_last = a.get("channels_last", False)
+    if channels_last and graph.types[node.inputs[0]].rank != rank + 2:
+        return None  # leading axes besides the batch: the lowering moves the channels itself
     if node.inputs[1] != weight.value or weight.perm != (*range(2, rank + 2), 1, 0):
         return None
     if any(lo != hi for lo, hi in a["padding"]):
@@ -100,7 +111,12 @@ def _conv(graph: Graph, node: Node, leaves: Mapping[str, TorchTensor], present: 
         options.append(f"groups={groups}")
     if bias is None:
         options.append("bias=False")
-    return f"nn.Conv{rank}d({', '.join(options)}{_dtype(weight)})"
+    constructor = f"nn.Conv{rank}d({', '.join(options)}{_dtype(weight)})"
+    if not channels_last:
+        return constructor
+    first = (0, rank + 1, *range(1, rank + 1))  # NHWC -> NCHW
+    last = (0, *range(2, rank + 2), 1)  # NCHW -> NHWC
+    return constructor, f".permute{first}", f".permute{last}"
 
 
 def _layer_norm(graph: Graph, node: Node, leaves: Mapping[str, TorchTensor], present: set[str]):

@@ -71,14 +71,17 @@ class JaxVariable(NamedTuple):
 
     ``collection`` is ``params``, ``batch_stats``, another Flax collection
     (kept as its own), or ``constant`` for a value that belongs in the graph.
-    ``path`` becomes the variable's path in that collection, and joined with
-    "/" its source name in the ParamMap; layouts are kept as they are.
+    ``path`` becomes the variable's path in that collection; its source name
+    in the ParamMap is ``source_name``, by default the path joined with "/"
+    (the Keras frontend renames leaves, ``gamma`` → ``scale``, and keeps the
+    Keras name there). Layouts are kept as they are.
     """
 
     path: tuple[str, ...]
     collection: str
     role: str | None
     array: Any
+    source_name: str | None = None
 
 
 # ---- the entry points ------------------------------------------------------------------------
@@ -510,7 +513,7 @@ class Translator:
         if tuple(array.shape) != want.shape:
             raise ValueError(f"variable {'/'.join(v.path)}: shape {list(array.shape)} but the jaxpr reads {want}")
         array = array.astype(np.dtype(aval.dtype), copy=False)
-        st = SourceTensor("/".join(v.path), v.collection, array, path=tuple(v.path))
+        st = SourceTensor(v.source_name or "/".join(v.path), v.collection, array, path=tuple(v.path))
         ref = self.b.weight(self.b.source_tensor(st), v.role)
         self.roles[ref.name] = v.role
         return ref

@@ -26,6 +26,7 @@ _LAZY = {
     "load": ("unigraph.io", "load"),
     "from_flax": ("unigraph.api", "from_flax"),
     "from_jax": ("unigraph.api", "from_jax"),
+    "from_keras": ("unigraph.api", "from_keras"),
     "convert": ("unigraph.api", "convert"),
     "check": ("unigraph.checker", "check"),
     "Report": ("unigraph.checker", "Report"),

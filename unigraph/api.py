@@ -72,6 +72,30 @@ def from_jax(
     return _from_jax(fn, params, *example_inputs, kwargs=kwargs, polymorphic_shapes=polymorphic_shapes)
 
 
+def from_keras(
+    model,
+    example_inputs: Any = None,
+    *,
+    custom_objects: Mapping[str, Any] | None = None,
+    polymorphic_shapes: Any = "batch",
+) -> Converted:
+    """Converts a Keras 3 model, or a ``.keras``/``.h5`` file, traced under Keras's JAX backend.
+
+    Any model converts, Functional, Sequential or subclassed, with custom
+    layers: the model is traced with ``stateless_call`` into a jaxpr, not
+    matched against a table of layers (in a worker process when this
+    process's Keras runs another backend). Shapes come from the model's
+    inputs (dimension 0 a dynamic ``batch``) or from ``example_inputs``;
+    ``custom_objects`` are what a file needs, as classes or importable
+    names. Variables take Flax names (``gamma`` → ``scale``, ``moving_mean``
+    → ``mean`` in ``batch_stats``); the ParamMap gives the Keras names back.
+    See ``unigraph.frontends.keras.from_keras``.
+    """
+    from unigraph.frontends.keras import from_keras as _from_keras
+
+    return _from_keras(model, example_inputs, custom_objects=custom_objects, polymorphic_shapes=polymorphic_shapes)
+
+
 #: Target formats of ``convert`` and the ``Converted`` method that writes each.
 TARGETS = {"savedmodel": "to_savedmodel", "torch_source": "to_torch_source", "ug": "save"}
 _FRONTEND_OPTIONS = ("dynamic_shapes", "strict")

@@ -147,8 +147,9 @@ def check(
 ) -> Report:
     """Runs ``reference`` and ``candidate`` on ``inputs`` and compares every output.
 
-    ``reference``: a torch model (or ExportedProgram), a ``Converted``, or any
-    callable taking NumPy arrays. ``candidate``: a ``Converted``, a TF
+    ``reference``: a torch model (or ExportedProgram), a Keras model (run
+    with ``training=False``), a ``Converted``, or any callable taking NumPy
+    arrays. ``candidate``: a ``Converted``, a TF
     SavedModel written by unigraph (its directory, or the object
     ``tf.saved_model.load`` returns), or such a callable. ``inputs``: the
     positional arguments (a tuple, or one array or tensor); ``kwargs``:
@@ -257,11 +258,27 @@ def _run(model, args: tuple, kwargs: dict):
         from unigraph.frontends.torch_export import run_reference
 
         return run_reference(model, args, kwargs)
+    if _is_keras(model):
+        return _run_keras(model, args, kwargs)
     if callable(model):
         from unigraph.signature import as_array
 
         return model(*(as_array(a) for a in args), **{k: as_array(v) for k, v in kwargs.items()})
     raise TypeError(f"cannot run {type(model).__name__}: expected a model, a Converted or a callable")
+
+
+def _is_keras(model) -> bool:
+    return any(c.__module__.split(".")[0] == "keras" for c in type(model).__mro__)
+
+
+def _run_keras(model, args: tuple, kwargs: dict):
+    """A Keras model in inference mode on NumPy inputs (dicts and lists of them too), NumPy outputs."""
+    import keras
+
+    from unigraph.signature import as_array
+
+    args, kwargs = jax.tree.map(as_array, (args, kwargs))
+    return jax.tree.map(keras.ops.convert_to_numpy, model(*args, training=False, **kwargs))
 
 
 def _run_savedmodel(model, args: tuple, kwargs: dict):
@@ -298,6 +315,10 @@ def _describe(model) -> str:
         import torch
 
         return f"{type(model).__name__} (torch {torch.__version__})"
+    if _is_keras(model):
+        import keras
+
+        return f"{model.name} (keras {keras.__version__}, {keras.backend.backend()})"
     if isinstance(model, (str, os.PathLike)):
         return f"SavedModel {os.fspath(model)}"
     if _is_savedmodel(model):

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from unigraph import safetensors_file
 from unigraph.converted import Converted
 from unigraph.errors import CheckpointError, GraphError
 from unigraph.ir import Graph
 from unigraph.output import atomic_file
 from unigraph.params import ParamMap, flatten_variables
+from unigraph.safetensors_file import TensorSpec
 
 FORMAT = "unigraph.bundle"
 VERSION = 1
@@ -31,30 +33,63 @@ _VIEWED = {"bfloat16": np.uint16, "float8_e4m3fn": np.uint8, "float8_e5m2": np.u
 
 def save(conv: Converted, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Writes ``conv`` to ``path`` (atomically: a complete bundle or nothing)."""
-    from safetensors.numpy import save_file
-
-    constants: dict[str, np.ndarray] = {}
-    graph = conv.graph.to_json(constant_store=constants)
-    tensors = {f"variables/{k}": np.asarray(v) for k, v in flatten_variables(conv.variables).items()}
-    tensors.update({f"constants/{k}": np.asarray(v) for k, v in constants.items()})
-    viewed = {}
-    for name, array in tensors.items():
-        if array.dtype.name in _VIEWED:
-            viewed[name] = array.dtype.name
-            tensors[name] = np.asarray(array, order="C").view(_VIEWED[array.dtype.name])
-        else:
-            tensors[name] = np.asarray(array, order="C")
-    metadata = {
-        "format": FORMAT,
-        "version": str(VERSION),
-        "graph": json.dumps(graph, allow_nan=False),
-        "param_map": json.dumps(conv.param_map.to_json()),
-        "metadata": json.dumps(conv.metadata, default=str),
-        "viewed_dtypes": json.dumps(viewed),
-    }
-    with atomic_file(path, overwrite=overwrite) as staging:
-        save_file(tensors, str(staging), metadata=metadata)
+    leaves = {k: np.asarray(v) for k, v in flatten_variables(conv.variables).items()}
+    blueprint = BundleBlueprint.of(conv)
+    specs = [TensorSpec(k, a.dtype, a.shape) for k, a in leaves.items()]
+    with atomic_file(path, overwrite=overwrite) as staging, open(staging, "wb") as f:
+        blueprint.write(f, specs, leaves.__getitem__)
     return Path(path)
+
+
+class BundleBlueprint:
+    """Everything in a bundle but the variables: graph JSON, constants, ParamMap, metadata.
+
+    ``write`` streams the variables in one at a time, so a batch of
+    checkpoints of one architecture becomes bundles without holding more
+    than one tensor (``unigraph translate --to ug``).
+    """
+
+    def __init__(self, graph_json: str, constants: dict[str, np.ndarray], param_map_json: str, metadata_json: str):
+        self.graph_json, self.constants = graph_json, constants
+        self.param_map_json, self.metadata_json = param_map_json, metadata_json
+
+    @classmethod
+    def of(cls, conv: Converted) -> BundleBlueprint:
+        constants: dict[str, np.ndarray] = {}
+        graph = conv.graph.to_json(constant_store=constants)
+        return cls(
+            json.dumps(graph, allow_nan=False),
+            {k: np.asarray(v) for k, v in constants.items()},
+            json.dumps(conv.param_map.to_json()),
+            json.dumps(conv.metadata, default=str),
+        )
+
+    def write(self, file, variables: list[TensorSpec], produce) -> tuple[str, int]:
+        """Writes the bundle to ``file``; ``produce(key)`` gives the variable ``key`` (``params/fc/kernel``).
+
+        Returns the sha256 of the bytes written and their count.
+        """
+        specs = [TensorSpec(f"variables/{s.name}", s.dtype, s.shape) for s in variables]
+        specs += [TensorSpec(f"constants/{k}", a.dtype, a.shape) for k, a in self.constants.items()]
+        viewed = {s.name: s.dtype.name for s in specs if s.dtype.name in _VIEWED}
+        stored = [TensorSpec(s.name, np.dtype(_VIEWED.get(s.dtype.name, s.dtype)), s.shape) for s in specs]
+
+        def array(name: str) -> np.ndarray:
+            if name.startswith("constants/"):
+                value = self.constants[name.removeprefix("constants/")]
+            else:
+                value = np.asarray(produce(name.removeprefix("variables/")))
+            return value.view(_VIEWED[value.dtype.name]) if value.dtype.name in _VIEWED else value
+
+        metadata = {
+            "format": FORMAT,
+            "version": str(VERSION),
+            "graph": self.graph_json,
+            "param_map": self.param_map_json,
+            "metadata": self.metadata_json,
+            "viewed_dtypes": json.dumps(viewed),
+        }
+        return safetensors_file.write(file, stored, array, metadata)
 
 
 def load(path: str | os.PathLike) -> Converted:

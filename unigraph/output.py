@@ -10,6 +10,7 @@ would pick up.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import uuid
@@ -60,6 +61,45 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)
+
+
+def staging_path(path: str | os.PathLike) -> Path:
+    """A fresh hidden sibling of ``path`` to write an output into, for a caller that commits it later.
+
+    The two halves of ``atomic_file``/``atomic_directory`` for work split
+    between processes: a worker writes the staged output, the process that
+    owns the outputs ``commit``s it (``unigraph translate``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _sibling(path, "partial")
+
+
+def commit(staging: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Moves a complete staged output to ``path``, replacing what is there."""
+    staging, path = Path(staging), Path(path)
+    if os.path.lexists(path) and (staging.is_dir() or path.is_dir()):
+        _replace(staging, path)
+    else:
+        os.replace(staging, path)
+
+
+def remove_staged(path: str | os.PathLike) -> list[Path]:
+    """Deletes what interrupted writes of ``path`` left beside it (its hidden staging siblings)."""
+    path = Path(path)
+    stale = [p for p in path.parent.glob(f".{glob.escape(path.name)}.*") if p.name.endswith((".partial", ".old"))]
+    for p in stale:
+        discard(p)
+    return stale
+
+
+def discard(path: str | os.PathLike) -> None:
+    """Deletes a file or directory if it exists."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        path.unlink()
 
 
 def refuse_existing(path: str | os.PathLike, *, overwrite: bool = False) -> None:

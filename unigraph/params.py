@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -138,29 +138,45 @@ class ParamMap:
     def source_names(self) -> list[str]:
         return [e.source_name for e in self.entries]
 
-    def to_variables(self, tensors: Mapping[str, Any], where: str = "") -> dict:
-        """Flax variables (nested dicts of NumPy arrays) from source-named tensors.
+    def resolve(self, shapes: Mapping[str, Sequence[int]], where: str = "") -> dict[str, str]:
+        """Which of a checkpoint's tensors each entry is, by variable key (``params/fc/kernel``).
 
-        Every mapped tensor must be present with its recorded shape; tensors the
-        map does not know are reported too, so a checkpoint of another
-        architecture is refused rather than half-applied.
+        ``shapes`` maps the checkpoint's tensor names to their shapes. A tied
+        tensor may be stored under any of its names (Hugging Face keeps one).
+        Every entry must be present with its recorded shape, and every tensor
+        must belong to an entry, so a checkpoint of another architecture is
+        refused rather than half-applied: ``CheckpointError`` names the missing
+        or unexpected tensors, ``ShapeMismatchError`` the first tensor whose
+        shape differs.
         """
-        missing = [e.source_name for e in self.entries if e.source_name not in tensors]
+        prefix = f"{where}: " if where else ""
+        stored: dict[str, str] = {}
+        missing = []
+        for e in self.entries:
+            name = next((n for n in (e.source_name, *e.aliases) if n in shapes), None)
+            if name is None:
+                missing.append(e.source_name)
+            else:
+                stored[e.key] = name
         if missing:
-            raise CheckpointError(
-                f"{where + ': ' if where else ''}missing tensor(s) "
-                f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}"
-            )
-        unknown = [n for n in tensors if n not in self._by_source]
+            raise CheckpointError(f"{prefix}missing tensor(s) {_some(missing)} (is this a checkpoint of another architecture?)")
+        unknown = [n for n in shapes if n not in self._by_source]
         if unknown:
             raise CheckpointError(
-                f"{where + ': ' if where else ''}unexpected tensor(s) "
-                f"{', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''} "
-                "(is this a checkpoint of another architecture?)"
+                f"{prefix}unexpected tensor(s) {_some(unknown)} (is this a checkpoint of another architecture?)"
             )
+        for e in self.entries:
+            found = tuple(shapes[stored[e.key]])
+            if found != e.source_shape:
+                raise ShapeMismatchError(stored[e.key], e.source_shape, found, where)
+        return stored
+
+    def to_variables(self, tensors: Mapping[str, Any], where: str = "") -> dict:
+        """Flax variables (nested dicts of NumPy arrays) from source-named tensors (checked by ``resolve``)."""
+        stored = self.resolve({n: np.shape(t) for n, t in tensors.items()}, where)
         variables: dict = {}
         for e in self.entries:
-            leaf = e.to_flax(tensors[e.source_name], where)
+            leaf = e.to_flax(tensors[stored[e.key]], where)
             _set(variables, (e.collection, *e.path), leaf)
         return variables
 
@@ -186,6 +202,11 @@ class ParamMap:
         rows += [(e.key, e.source_name, e.transform, e.role or "-") for e in self.entries]
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _some(names: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:

@@ -29,6 +29,7 @@ _UNARY = {
     "cosh": torch.cosh,
     "tanh": torch.tanh,
     "erf": torch.erf,
+    "erfc": torch.erfc,
     "erfinv": torch.erfinv,
     "floor": torch.floor,
     "ceil": torch.ceil,

@@ -47,6 +47,7 @@ _DIRECT = {
     "tanh": "tanh",
     "logistic": "sigmoid",
     "erf": "erf",
+    "erfc": "erfc",
     "erf_inv": "erfinv",
     "is_finite": "isfinite",
     "add": "add",
@@ -189,10 +190,3 @@ def dim_as_value(cx: Context, *, dim, **_):
     """A (symbolic) dimension used as a number: ``jnp.mean`` over the batch divides by it."""
     return cx.emit("dim_value", dim=dims.from_jax(dim), dtype=cx.out_type.dtype)
 
-
-@handles("erfc")
-def erfc(cx: Context, x, **_):
-    """``1 - erf(x)``: exact to float rounding where erfc(x) is not tiny; far in the right tail
-    (x > 3 or so in float32) it loses the relative precision XLA's erfc keeps.
-    """
-    return cx.emit("sub", cx.scalar(1, x.dtype), cx.emit("erf", x))

@@ -39,6 +39,7 @@ _FLOAT_UNARY = {
     "cosh": (aten.cosh,),
     "tanh": (aten.tanh, aten.tanh_),
     "erf": (aten.erf,),
+    "erfc": (aten.erfc,),
     "erfinv": (aten.erfinv,),
     "sigmoid": (aten.sigmoid, aten.sigmoid_),
     "silu": (aten.silu, aten.silu_),

@@ -120,7 +120,9 @@ CASES = [
           lambda x: lax.with_sharding_constraint(x, jax.sharding.SingleDeviceSharding(jax.devices()[0])) * 2),
     unary("relu", jax.nn.relu, ops=("relu",)),
     unary("gelu-tanh", jax.nn.gelu),
-    unary("gelu-erf", lambda x: jax.nn.gelu(x, approximate=False)),
+    unary("gelu-erf", lambda x: jax.nn.gelu(x, approximate=False), ops=("erfc",)),
+    unary("erfc-tail", lambda x: jnp.log(jax.scipy.special.erfc(x)), In((B, 6), low=2.0, high=9.0),
+          ops=("erfc",)),  # log(1 - erf(x)) would be -inf there
     unary("softmax", lambda x: jax.nn.softmax(x, axis=-1) + jax.nn.softmax(x, axis=0), ops=("softmax",)),
     unary("log_softmax", lambda x: jax.nn.log_softmax(x, axis=1), ops=("log_softmax",)),
     unary("softmax-shared-exp", lambda x: jnp.exp(x - x.max(1, keepdims=True)) / jnp.exp(x).sum()),

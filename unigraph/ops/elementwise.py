@@ -53,6 +53,7 @@ _UNARY = {
     "cosh": jnp.cosh,
     "tanh": jnp.tanh,
     "erf": jax.scipy.special.erf,
+    "erfc": jax.scipy.special.erfc,
     "erfinv": jax.scipy.special.erfinv,
     "floor": jnp.floor,
     "ceil": jnp.ceil,

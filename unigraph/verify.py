@@ -1,0 +1,43 @@
+"""A written output checked against the model it came from (``convert --check``, ``unigraph check``).
+
+The output is read back as it will be used (a SavedModel run by TensorFlow, a
+bundle by ``unigraph.load``, a torch state dict loaded strictly into the
+model's generated torch module, Flax variables run by the graph) and compared
+with the source model on seeded inputs. With ``locate``, a failing check of a
+PyTorch source re-runs the graph with the output's weights node by node
+against torch and names the first node that diverges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from unigraph import targets
+from unigraph.checker import Report, check
+from unigraph.converted import Converted
+from unigraph.sources import Source
+
+
+def check_output(
+    source: Source,
+    fmt: str,
+    path: str | os.PathLike,
+    *,
+    seed: int = 0,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+    locate: bool = False,
+) -> Report:
+    conv = source.converted
+    candidate = targets.reload(fmt, conv, path)
+    args, kwargs = source.check_inputs(conv, seed)
+    report = check(source.model, candidate, args, kwargs, rtol=rtol, atol=atol, locate=False)
+    report = dataclasses.replace(report, reference=f"{report.reference} [{source.spec}]", candidate=f"{fmt} {os.fspath(path)}")
+    if report.ok or not locate or conv.trace is None:
+        return report
+    probe = Converted(
+        conv.graph, targets.variables(fmt, conv, path), conv.param_map, conv.metadata, trace=conv.trace
+    )
+    divergence = check(source.model, probe, args, kwargs, rtol=rtol, atol=atol, locate=True).divergence
+    return dataclasses.replace(report, divergence=divergence)
