@@ -398,7 +398,10 @@ def _translate_node(b: Builder, node: torch.fx.Node, env: dict, symbols: SymbolN
     val = node.meta.get("val")
     if node.target is operator.getitem:
         container, index = node.args
-        return env[container][index]
+        ref = env[container][index]
+        if isinstance(ref, TensorRef) and ref.name is not None:
+            origins[ref.name] = node.name  # the tensor itself, not the tuple (batch_norm's): what locate compares
+        return ref
     if isinstance(val, (torch.SymInt, int)) and not isinstance(val, bool):
         return symbols.dim(val)
     if isinstance(val, (torch.SymBool, torch.SymFloat, bool, float)):
