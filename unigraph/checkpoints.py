@@ -67,9 +67,9 @@ class Checkpoint:
 
 
 class SafetensorsCheckpoint(Checkpoint):
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, digest: bool = False):
         self.path = path
-        self._file = SafetensorsFile(path)
+        self._file = SafetensorsFile(path, digest=digest)
         self.nbytes = self._file.size
 
     def names(self) -> list[str]:
@@ -113,7 +113,7 @@ class TorchCheckpoint(Checkpoint):
 class ShardedCheckpoint(Checkpoint):
     """A Hugging Face shard index and the shards it names, read as one checkpoint."""
 
-    def __init__(self, index: Path, *, trust_pickle: bool = False):
+    def __init__(self, index: Path, *, trust_pickle: bool = False, digest: bool = False):
         self.path = index
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
@@ -125,7 +125,7 @@ class ShardedCheckpoint(Checkpoint):
         self._where: dict[str, Checkpoint] = {}
         try:
             for shard_name in dict.fromkeys(weight_map.values()):
-                shard = open_checkpoint(index.parent / shard_name, trust_pickle=trust_pickle)
+                shard = open_checkpoint(index.parent / shard_name, trust_pickle=trust_pickle, digest=digest)
                 self._shards[shard_name] = shard
                 for name in shard.names():
                     self._where[name] = shard
@@ -157,8 +157,13 @@ class ShardedCheckpoint(Checkpoint):
             shard.close()
 
 
-def open_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> Checkpoint:
-    """The checkpoint at ``path``; ``CheckpointError`` says what is wrong with it."""
+def open_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, digest: bool = False) -> Checkpoint:
+    """The checkpoint at ``path``; ``CheckpointError`` says what is wrong with it.
+
+    ``digest=True``: ``sha256()`` will be asked for after the tensors are read; safetensors
+    files then hash the bytes as they are read (see ``SafetensorsFile``) instead of reading
+    them again, and the arrays ``read`` returns are read-only.
+    """
     path = Path(path)
     if path.is_dir():
         path = hf_weights_file(path)
@@ -166,9 +171,9 @@ def open_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> C
         raise CheckpointError(f"{path}: no such file")
     name = path.name
     if name.endswith(".index.json"):
-        return ShardedCheckpoint(path, trust_pickle=trust_pickle)
+        return ShardedCheckpoint(path, trust_pickle=trust_pickle, digest=digest)
     if name.endswith(".safetensors"):
-        return SafetensorsCheckpoint(path)
+        return SafetensorsCheckpoint(path, digest=digest)
     if name.endswith(TORCH_SUFFIXES):
         return TorchCheckpoint(path, trust_pickle=trust_pickle)
     with open(path, "rb") as f:
@@ -176,7 +181,7 @@ def open_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False) -> C
     if head[:2] == b"PK":
         return TorchCheckpoint(path, trust_pickle=trust_pickle)
     if len(head) == 9 and head[8:9] == b"{":
-        return SafetensorsCheckpoint(path)
+        return SafetensorsCheckpoint(path, digest=digest)
     raise CheckpointError(f"{path}: not a checkpoint unigraph reads (safetensors, or a torch state dict .pt/.bin)")
 
 
@@ -305,7 +310,7 @@ def numpy_to_torch(array: np.ndarray):
 
     array = np.asarray(array)
     if array.dtype.name == "bfloat16":
-        return torch.from_numpy(np.ascontiguousarray(array).view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(np.asarray(array, order="C").view(np.int16)).view(torch.bfloat16)
     if not array.flags.writeable:
         array = array.copy()
     return torch.from_numpy(array)

@@ -494,6 +494,7 @@ def _run_translate(options) -> int:
     if options.jobs < 1:
         raise InputError(f"-j {options.jobs}: give at least one job")
     inputs = translate.discover(options.source)
+    translate.start_workers(options.jobs)  # their start-up overlaps the trace
     if options.to == "savedmodel":
         _import_tensorflow_quietly()
     arch = _source_from(options, require_weights=False, spec=options.arch)

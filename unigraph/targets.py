@@ -78,7 +78,8 @@ class Blueprint:
         from unigraph.backends.torch_params import torch_tensors
 
         self.param_map: ParamMap = conv.param_map
-        self.metadata = dict(conv.metadata)
+        # plain str: a str subclass (torch.__version__) would import torch in every worker that unpickles it
+        self.metadata = {k: str(v) if isinstance(v, str) else v for k, v in conv.metadata.items()}
         self.bundle = BundleBlueprint.of(conv)
         self.variable_types = {
             var.key: (t.dtype, tuple(t.shape)) for var, t in conv.graph.variable_types()
@@ -127,7 +128,7 @@ class Leaves:
 
     def nested(self) -> dict:
         """All the leaves, materialized, nested as Flax variables."""
-        return _nest({s.name: np.ascontiguousarray(self.get(s.name)) for s in self.specs()})
+        return _nest({s.name: np.asarray(self.get(s.name), order="C") for s in self.specs()})
 
 
 class ConvertedLeaves(Leaves):

@@ -11,7 +11,8 @@ process, recorded in the manifest (``unigraph-manifest.jsonl``: one JSON line
 per completed output with the sha256 of its input and of itself), then
 renamed into place. A killed run leaves no half-written output, and a re-run
 skips every output whose manifest line still matches its input and its own
-bytes, so it loses nothing and redoes nothing complete. A file that fails
+bytes, so it loses nothing and redoes nothing complete (a file whose size and
+modification time are those recorded is not hashed again). A file that fails
 (truncated, corrupt, wrong shapes, another architecture) is reported with its
 reason at the end, without stopping the others.
 """
@@ -23,6 +24,7 @@ import dataclasses
 import glob
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import sys
 import time
@@ -37,7 +39,7 @@ from unigraph.safetensors_file import file_sha256
 
 MANIFEST = "unigraph-manifest.jsonl"
 CHECKPOINT_SUFFIXES = (".safetensors", *TORCH_SUFFIXES)
-#: Seconds each file waits before it is written: lets tests interrupt a run midway (not for users).
+#: Seconds each file waits, its output half-written: lets tests interrupt a run midway (not for users).
 _DELAY_VARIABLE = "UNIGRAPH_TRANSLATE_DELAY_S"
 
 
@@ -137,47 +139,71 @@ class Manifest:
         self.path = out_dir / MANIFEST
         self.entries: dict[str, dict] = {}
         self._torn = False  # the last line was cut short: the next one starts on a line of its own
+        self.changed = False  # whether ``compact`` has anything to rewrite
         if self.path.is_file():
             text = self.path.read_text(errors="replace")
             self._torn = bool(text) and not text.endswith("\n")
-            for line in text.splitlines():
+            lines = text.splitlines()
+            for line in lines:
                 try:
                     entry = json.loads(line)
                     self.entries[entry["output"]] = entry
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue
+            self.changed = len(lines) != len(self.entries)
 
     def record(self, entry: dict) -> None:
         with open(self.path, "a") as f:
             f.write("\n" * self._torn + json.dumps(entry, sort_keys=True) + "\n")
-            self._torn = False
             f.flush()
             os.fsync(f.fileno())
+        self._torn = False
         self.entries[entry["output"]] = entry
+        self.changed = True
 
     def complete(self, job: Job, fingerprint: str) -> bool:
         """Whether ``job.output`` is the recorded, unchanged translation of the unchanged ``job.input``."""
         entry = self.entries.get(job.output.name)
         if entry is None or entry.get("fingerprint") != fingerprint or not job.output.exists():
             return False
-        if entry.get("input_stat") != _stat(job.input):
+        stat = _stat(job.input)
+        if entry.get("input_stat") != stat:
             try:
-                with open_checkpoint(job.input, trust_pickle=False) as ckpt:
-                    same = ckpt.sha256() == entry.get("input_sha256")
-            except UnigraphError:
+                if _input_sha256(job.input) != entry.get("input_sha256"):
+                    return False
+            except (UnigraphError, OSError):
                 return False
-            if not same:
-                return False
-        return _digest(job.output)[0] == entry.get("output_sha256")
+            entry["input_stat"] = stat  # touched, same bytes: not hashed again next time
+            self.changed = True
+        stat = _stat(job.output)
+        if entry.get("output_stat") == stat:  # as written (size and modification time): not read again
+            return True
+        if _digest(job.output)[0] != entry.get("output_sha256"):
+            return False
+        entry["output_stat"] = stat
+        self.changed = True
+        return True
 
     def compact(self) -> None:
-        """Rewrites the manifest with one line per output (atomically)."""
+        """Rewrites the manifest with one line per output (atomically), if it has changed."""
+        if not self.changed:
+            return
         with atomic_file(self.path, overwrite=True) as staging:
             staging.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in self.entries.values()))
+        self.changed = False
+
+
+def _input_sha256(path: Path) -> str:
+    """What ``Checkpoint.sha256`` gives, without loading the file where it is one file."""
+    if path.is_file() and not path.name.endswith(".index.json"):
+        return file_sha256(path)
+    with open_checkpoint(path, trust_pickle=False) as ckpt:
+        return ckpt.sha256()
 
 
 def _stat(path: Path) -> list[int]:
-    files = [p for p in sorted(path.iterdir()) if p.is_file()] if path.is_dir() else [path]
+    """Total size and latest modification of a file or of the files in a folder (nested too)."""
+    files = [p for p in sorted(path.rglob("*")) if p.is_file()] if path.is_dir() else [path]
     stats = [p.stat() for p in files]
     return [sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)]
 
@@ -197,24 +223,28 @@ def _init_worker(blueprint: targets.Blueprint, fmt: str, trust_pickle: bool, poo
     _WORKER.update(blueprint=blueprint, fmt=fmt, trust_pickle=trust_pickle)
     if pool:
         _tie_to_parent()
+        if fmt == "savedmodel":
+            from unigraph.cli import _import_tensorflow_quietly
+
+            _import_tensorflow_quietly()  # not TensorFlow's start-up lines once per worker
 
 
 def _tie_to_parent() -> None:
-    """In a pool worker: Ctrl-C is the main process's to handle (it finishes or discards the files in
-    flight), and a killed run leaves no worker behind writing into the output folder (Linux)."""
+    """In a pool worker: Ctrl-C is the main process's to handle (it waits for the files in flight, then
+    discards what they staged), and a killed run leaves no worker behind writing into the output folder."""
     import signal
+    import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        import ctypes
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
 
-        parent = os.getppid()
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            return
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])  # ready when the main process has exited
+        os._exit(1)
+
+    threading.Thread(target=watch, name="unigraph-parent-watch", daemon=True).start()
 
 
 def _translate_one(source: str, staging: str) -> dict:
@@ -222,11 +252,11 @@ def _translate_one(source: str, staging: str) -> dict:
     blueprint, fmt = _WORKER["blueprint"], _WORKER["fmt"]
     start = time.perf_counter()
     try:
-        with open_checkpoint(source, trust_pickle=_WORKER["trust_pickle"]) as ckpt:
+        with open_checkpoint(source, trust_pickle=_WORKER["trust_pickle"], digest=True) as ckpt:
             leaves = targets.CheckpointLeaves(blueprint, ckpt, graph_dtypes=targets.FORMATS[fmt].keeps_graph)
             delay = float(os.environ.get(_DELAY_VARIABLE) or 0)
             if delay:
-                time.sleep(delay)
+                leaves = _Slowed(leaves, delay)
             output_sha, output_bytes = targets.stage(fmt, blueprint, leaves, Path(staging))
             return {
                 "input_sha256": ckpt.sha256(),
@@ -240,7 +270,32 @@ def _translate_one(source: str, staging: str) -> dict:
     except OSError as e:
         return {"error": f"{e.strerror or e}" + (f" ({e.filename})" if e.filename else "")}
     except Exception as e:  # noqa: BLE001  (a bug: reported for this file, the others go on)
-        return {"error": f"internal error ({type(e).__name__}: {e}); please report it"}
+        first = (str(e).strip().splitlines() or [""])[0]
+        return {"error": f"internal error ({type(e).__name__}: {first}); please report it"}
+
+
+class _Slowed(targets.Leaves):
+    """Waits ``delay`` seconds before the first tensor: the output is staged and half-written then,
+    so that a test's kill lands in the middle of a file."""
+
+    def __init__(self, leaves: targets.Leaves, delay: float):
+        self.leaves, self.delay = leaves, delay
+
+    def specs(self):
+        return self.leaves.specs()
+
+    def _wait(self) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+            self.delay = 0
+
+    def get(self, key: str):
+        self._wait()
+        return self.leaves.get(key)
+
+    def nested(self) -> dict:
+        self._wait()
+        return self.leaves.nested()
 
 
 def _reason(error: Exception, source: str) -> str:
@@ -263,7 +318,12 @@ def translate(
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> Summary:
-    """Translates ``inputs`` into ``out_dir`` as ``fmt``; see the module docstring."""
+    """Translates ``inputs`` into ``out_dir`` as ``fmt``; see the module docstring.
+
+    With ``jobs`` > 1 the files are translated by worker processes started
+    with ``forkserver``: as with any ``multiprocessing`` start method but fork,
+    a script that calls this must do so under ``if __name__ == "__main__":``.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     inside = out_dir.resolve()
@@ -294,6 +354,7 @@ def translate(
             "output": job.output.name,
             "input": str(job.input.absolute()),
             "input_stat": _stat(job.input),
+            "output_stat": _stat(staging),  # renaming keeps it
             "fingerprint": fingerprint,
             "to": fmt,
             **result,
@@ -330,6 +391,22 @@ def translate(
     return summary
 
 
+def _context():
+    context = multiprocessing.get_context("forkserver")  # not fork: the parent runs JAX's and torch's threads
+    context.set_forkserver_preload(["unigraph.translate"])
+    return context
+
+
+def start_workers(jobs: int) -> None:
+    """Starts the process that worker processes are forked from, if ``jobs`` > 1: it imports
+    unigraph meanwhile (while the caller traces the architecture), not when the first file is due."""
+    if jobs > 1 and sys.platform != "win32":
+        from multiprocessing import forkserver
+
+        _context()
+        forkserver.ensure_running()
+
+
 _DIED = "the process translating it died (killed by the system, out of memory, or a crash in a library)"
 
 
@@ -339,8 +416,7 @@ def _run_pool(todo: list[Job], workers: int, initargs: tuple, stagings: dict, fi
     Returns ``([], [])`` once every job has ``finished``; if a worker dies,
     the jobs that were in flight (one of them killed it) and those not started.
     """
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["unigraph.translate"])
+    context = _context()
     pending = list(reversed(todo))
     running: dict[concurrent.futures.Future, Job] = {}
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
@@ -362,8 +438,11 @@ def _run_pool(todo: list[Job], workers: int, initargs: tuple, stagings: dict, fi
                 for future in done:
                     job = running.pop(future)
                     finished(job, stagings[job], future.result())
-        except BaseException:
+        except BaseException:  # Ctrl-C: the files in flight are finished and kept, the rest not started
             pool.shutdown(wait=True, cancel_futures=True)
+            for future, job in running.items():
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    finished(job, stagings[job], future.result())
             raise
     return [], []
 

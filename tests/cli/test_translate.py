@@ -25,7 +25,7 @@ from safetensors.numpy import load_file
 from safetensors.torch import save_file
 
 import unigraph as ug
-from tests.cli.conftest import REPO, UNIGRAPH, read_json, run_cli
+from tests.cli.conftest import REPO, UNIGRAPH, hf_model, read_json, run_cli
 from tests.cli.models import CNN
 from unigraph import targets, translate
 from unigraph.params import flatten_variables
@@ -199,13 +199,14 @@ def test_sigkill_midway_then_a_rerun_loses_nothing_and_redoes_nothing(batch, con
     wait_for_outputs(process, out, 4)
     workers = descendants(process.pid)
     process.send_signal(signal.SIGKILL)
-    process.communicate()
+    process.communicate(timeout=60)  # the pipes close once every process holding them is gone
     deadline = time.monotonic() + 30
     while any(alive(p) for p in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(p) for p in workers), "a worker outlived the killed run"
     before = {n: t for n, t in outputs(out).items() if not n.startswith(".") and n != translate.MANIFEST}
     assert len(before) >= 4
+    (out / f".{name(GOOD[-1])}.safetensors.0badf00d.partial").write_bytes(b"half")  # as a kill mid-file leaves
 
     report = tmp_path / "report.json"
     result = run_cli("translate", batch, "-o", out, *ARCH, "-j", "2", "--report", report)
@@ -290,7 +291,6 @@ def test_torch_files_are_read_with_weights_only(tmp_path):
     result = run_cli("translate", runs, "-o", out, *ARCH, "--to", "torch", "-j", "1", "--trust-pickle")
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout.startswith("translated 1, already complete 1, failed 3 of 5")
-    assert "module.pt: not a state dict: 'model'" not in result.stderr  # a pickled module: not a state dict
     assert "module.pt: holds a CNN, not a state dict" in result.stderr, result.stderr
     for k, stem in ((1, "plain"), (2, "training")):
         written = torch_load(out / f"{stem}.safetensors")
@@ -299,6 +299,28 @@ def test_torch_files_are_read_with_weights_only(tmp_path):
         for key, tensor in want.items():
             assert written[key].dtype == tensor.dtype and torch.equal(written[key], tensor), key
     CNN().load_state_dict(torch_load(out / "training.safetensors"), strict=True)
+
+
+def test_a_hugging_face_architecture_and_checkpoints(hf_folder, tmp_path):
+    """ARCH: a folder with a config.json alone; checkpoints: a sharded save_pretrained folder, a
+    safetensors file with the tied weight stored once, a pytorch_model.bin state dict."""
+    from safetensors.torch import save_model
+
+    arch, runs, out = tmp_path / "arch", tmp_path / "runs", tmp_path / "out"
+    arch.mkdir()
+    (arch / "config.json").write_text((hf_folder / "config.json").read_text())
+    hf_model(1).save_pretrained(runs / "one", max_shard_size="20KB")
+    save_model(hf_model(2), str(runs / "two.safetensors"))
+    torch.save(hf_model(3).state_dict(), runs / "three.bin")
+
+    result = run_cli("translate", runs, "-o", out, "--arch", arch, "--to", "torch", "-j", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("translated 3, already complete 0, failed 0 of 3")
+    for k, stem in ((1, "one"), (2, "two"), (3, "three")):
+        written, want = torch_load(out / f"{stem}.safetensors"), hf_model(k).state_dict()
+        assert sorted(written) == sorted(want)  # tied names included: loads with strict=True
+        for key, tensor in want.items():
+            assert torch.equal(written[key], tensor), f"{stem} {key}"
 
 
 def torch_load(path: Path) -> dict:
