@@ -12,6 +12,7 @@ transposed in the graph for the second.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -283,3 +284,15 @@ def _live_nodes(nodes: Sequence[Node], outputs: Sequence[str]) -> tuple[Node, ..
             live.append(node)
             needed.update(n for n in node.inputs if n is not None)
     return tuple(reversed(live))
+
+
+def short_path(path: str) -> str:
+    """A source file as node sources show it: relative to site-packages or to the working directory."""
+    marker = "site-packages" + os.sep
+    if marker in path:
+        return path.split(marker, 1)[1]
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return rel if not rel.startswith("..") else path

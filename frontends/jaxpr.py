@@ -50,7 +50,7 @@ from unigraph.errors import (
     UnsupportedOp,
     UnsupportedOpError,
 )
-from unigraph.frontends.builder import Builder, SourceTensor, TensorRef
+from unigraph.frontends.builder import Builder, SourceTensor, TensorRef, short_path
 from unigraph.frontends.jax_ops import HANDLERS
 from unigraph.frontends.jax_ops.context import Context, Unsupported, aval_type
 from unigraph.ir import Source
@@ -605,7 +605,7 @@ class Translator:
             pairs = list(zip(ref.shape, want.shape))
             if same and all(dims.same_dim(h, w, self.b.scope) for h, w in pairs):
                 out.append(ref)
-            elif same and all(_equal_on_samples(h, w) for h, w in pairs) and ref.name not in self.b.inputs:
+            elif same and all(dims.equal_on_samples(h, w) for h, w in pairs) and ref.name not in self.b.inputs:
                 out.append(self.b.retype(ref, want))  # JAX's simpler form of the same sizes
             else:
                 raise TranslationError(
@@ -634,7 +634,7 @@ class Translator:
 
         frames = list(source_info_util.user_frames(traceback))
         chosen = next((f for f in frames if not f.file_name.startswith(self._library)), frames[0] if frames else None)
-        return "" if chosen is None else f"{_short_path(chosen.file_name)}:{chosen.start_line}"
+        return "" if chosen is None else f"{short_path(chosen.file_name)}:{chosen.start_line}"
 
     # ---- unsupported primitives -------------------------------------------------------------
 
@@ -677,19 +677,6 @@ def _short_params(params: Mapping) -> str:
     return text if len(text) <= 400 else text[:397] + "…"
 
 
-_SAMPLE_SIZES = (2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 255, 1000, 1023)
-
-
-def _equal_on_samples(a: dims.Dim, b: dims.Dim) -> bool:
-    """Whether two dimensions agree on many sample sizes (forms JAX cannot prove equal)."""
-    names = sorted(dims.symbols(a) | dims.symbols(b))
-    for i in range(len(_SAMPLE_SIZES)):
-        env = {n: _SAMPLE_SIZES[(i + 5 * j) % len(_SAMPLE_SIZES)] for j, n in enumerate(names)}
-        if dims.evaluate(a, env) != dims.evaluate(b, env):
-            return False
-    return True
-
-
 def _library_dirs() -> tuple[str, ...]:
     """Directories of the libraries whose frames are not the user's source line."""
     dirs = [os.path.dirname(os.path.abspath(unigraph.__file__)), os.path.dirname(os.path.abspath(__file__))]
@@ -700,15 +687,6 @@ def _library_dirs() -> tuple[str, ...]:
     return tuple(d + os.sep for d in dirs)
 
 
-def _short_path(path: str) -> str:
-    marker = "site-packages" + os.sep
-    if marker in path:
-        return path.split(marker, 1)[1]
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return rel if not rel.startswith("..") else path
 
 
 # ---- structures ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from torch.export import Dim, ExportedProgram
 from torch.export.graph_signature import InputKind, OutputKind
 from torch.utils import _pytree as pytree
 
+from unigraph.frontends.builder import short_path
 from unigraph.frontends.torch_ops import HANDLERS, Builder, SourceTensor, TensorRef
 from unigraph.frontends.torch_ops.common import dtype_name
 from unigraph.frontends.torch_symbolic import SymbolNames
@@ -467,25 +468,13 @@ def _reconcile_one(node: torch.fx.Node, ref, val: torch.Tensor, b: Builder, symb
     provable = ok and all(dims.same_dim(h, w, b.scope) for h, w in zip(ref.shape, want))
     if provable:
         return ref
-    if ok and all(_equal_on_samples(h, w) for h, w in zip(ref.shape, want)) and ref.name is not None:
+    if ok and all(dims.equal_on_samples(h, w) for h, w in zip(ref.shape, want)) and ref.name is not None:
         return b.retype(ref, TensorType(want, ref.dtype))
     raise TranslationError(
         f"the translation of {_op_name(node.target)} ({b.source}) computes {ref.type}, "
         f"but torch computes {dtype_name(val.dtype)}{list(want)}; this is a unigraph bug, "
         "please report it with this message"
     )
-
-
-_SAMPLE_SIZES = (2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 255, 1000, 1023)
-
-
-def _equal_on_samples(a: dims.Dim, b: dims.Dim) -> bool:
-    names = sorted(dims.symbols(a) | dims.symbols(b))
-    for i in range(len(_SAMPLE_SIZES)):
-        env = {n: _SAMPLE_SIZES[(i + 5 * j) % len(_SAMPLE_SIZES)] for j, n in enumerate(names)}
-        if dims.evaluate(a, env) != dims.evaluate(b, env):
-            return False
-    return True
 
 
 def _outputs(node: torch.fx.Node, sig, env, b: Builder) -> list:
@@ -541,19 +530,10 @@ def _source(node: torch.fx.Node) -> Source:
     if frames:
         outside = [f for f in frames if not f[0].startswith(_TORCH_DIR)]
         file, line = (outside or frames)[-1]
-        location = f"{_short_path(file)}:{line}"
+        location = f"{short_path(file)}:{line}"
     return Source(module=module, location=location, origin=_op_name(node.target))
 
 
-def _short_path(path: str) -> str:
-    marker = "site-packages" + os.sep
-    if marker in path:
-        return path.split(marker, 1)[1]
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return rel if not rel.startswith("..") else path
 
 
 def _aliases(model: torch.nn.Module) -> dict[str, tuple[str, ...]]:

@@ -182,3 +182,20 @@ def same_dim(a: Dim, b: Dim, scope: SymbolicScope | None = None) -> bool:
         return bool(scope.dim(a) == scope.dim(b))
     except Exception:
         return False
+
+
+_SAMPLE_SIZES = (2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 255, 1000, 1023)
+
+
+def equal_on_samples(a: Dim, b: Dim) -> bool:
+    """Whether two dimensions agree on many sample sizes: a numeric test for forms JAX cannot prove equal.
+
+    The frontends use it to accept a source framework's shape that ``same_dim``
+    cannot prove equal to the translation's (``floor`` and ``mod`` forms).
+    """
+    names = sorted(symbols(a) | symbols(b))
+    for i in range(len(_SAMPLE_SIZES)):
+        env = {n: _SAMPLE_SIZES[(i + 5 * j) % len(_SAMPLE_SIZES)] for j, n in enumerate(names)}
+        if evaluate(a, env) != evaluate(b, env):
+            return False
+    return True

@@ -117,8 +117,8 @@ def compare(module, conv, xs: list[torch.Tensor], case: Case) -> None:
     with torch.no_grad():
         expected = module(*xs)
     got = conv(*[to_numpy(x) for x in xs])
-    want_leaves = _leaves(expected)
-    got_leaves = _leaves(got)
+    want_leaves = leaves(expected)
+    got_leaves = leaves(got)
     assert len(want_leaves) == len(got_leaves), f"{len(got_leaves)} outputs, torch has {len(want_leaves)}"
     for i, (w, g) in enumerate(zip(want_leaves, got_leaves)):
         g = np.asarray(g)
@@ -138,8 +138,8 @@ def compare(module, conv, xs: list[torch.Tensor], case: Case) -> None:
 def compare_torch_runtime(module, runtime, xs: list[torch.Tensor], case: Case) -> None:
     """The converted graph run back in torch (``backends.torch``) against torch eager."""
     with torch.no_grad():
-        expected = _leaves(module(*xs))
-        got = _leaves(runtime(*xs))
+        expected = leaves(module(*xs))
+        got = leaves(runtime(*xs))
     assert len(got) == len(expected), f"torch runtime: {len(got)} outputs, torch has {len(expected)}"
     for i, (w, g) in enumerate(zip(expected, got)):
         where = f"torch runtime output {i}"
@@ -151,11 +151,12 @@ def compare_torch_runtime(module, runtime, xs: list[torch.Tensor], case: Case) -
             torch.testing.assert_close(g.float(), w.float(), rtol=case.rtol, atol=case.atol, equal_nan=True, msg=where)
 
 
-def _leaves(x) -> list:
+def leaves(x) -> list:
+    """The tensors of a nested output (dicts, tuples, lists), in order."""
     if isinstance(x, dict):
-        return [leaf for v in x.values() for leaf in _leaves(v)]
+        return [leaf for v in x.values() for leaf in leaves(v)]
     if isinstance(x, (tuple, list)):
-        return [leaf for v in x for leaf in _leaves(v)]
+        return [leaf for v in x for leaf in leaves(v)]
     return [x]
 
 

@@ -14,18 +14,11 @@ import pytest
 import torch
 
 import unigraph as ug
+from tests.ops.harness import leaves as _leaves
 from tests.zoo import models
 from tests.zoo.util import ATOL, RTOL
 
 pytestmark = pytest.mark.slow
-
-
-def _leaves(x) -> list:
-    if isinstance(x, dict):
-        return [leaf for v in x.values() for leaf in _leaves(v)]
-    if isinstance(x, (tuple, list)):
-        return [leaf for v in x for leaf in _leaves(v)]
-    return [x]
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
