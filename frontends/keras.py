@@ -35,6 +35,7 @@ trusted, since its code already runs in the caller's process).
 
 from __future__ import annotations
 
+import collections
 import importlib
 import json
 import os
@@ -210,7 +211,8 @@ def keras_variables(
     """
     everything = [*trainable, *non_trainable]
     names = list(source_names) if source_names is not None else [v.path for v in everything]
-    out, taken_paths, taken_names = [], set(), set()
+    out, taken_names = [], set()
+    taken_leaves: dict[tuple[str, ...], set[str]] = collections.defaultdict(set)  # by (collection, *parents)
     for i, (v, value, name) in enumerate(zip(everything, values, names)):
         *parents, leaf = name.split("/")
         flax_leaf, role = KERAS_LEAVES.get(leaf, (leaf, None))
@@ -220,19 +222,18 @@ def keras_variables(
             collection = "batch_stats"
         else:
             collection = "constant"
-        path = (*parents, _unique(flax_leaf, {p[-1] for p in taken_paths if p[:-1] == (collection, *parents)}))
-        taken_paths.add((collection, *path))
-        source_name = _unique(name, taken_names)
-        taken_names.add(source_name)
-        out.append(JaxVariable(tuple(path), collection, role, np.asarray(value), source_name))
+        path = (*parents, _unique(flax_leaf, taken_leaves[(collection, *parents)]))
+        out.append(JaxVariable(path, collection, role, np.asarray(value), _unique(name, taken_names)))
     return out
 
 
 def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``name_1``, ``name_2``… if taken; the result is added to ``taken``."""
     candidate, i = name, 0
     while candidate in taken:
         i += 1
         candidate = f"{name}_{i}"
+    taken.add(candidate)
     return candidate
 
 
