@@ -31,6 +31,7 @@ from unigraph.errors import (
     UnigraphError,
     UnsupportedOpError,
 )
+from unigraph.targets import FORMATS
 
 #: unigraph's source folders: warnings raised from there are shown, one line each.
 _OWN_DIRS = tuple(
@@ -216,7 +217,7 @@ def _convert_parser(commands) -> None:
     )
     p.add_argument("source", metavar="SRC", help="the model (see 'sources' below)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the converted model")
-    p.add_argument("--to", choices=("savedmodel", "torch", "safetensors", "orbax", "ug"), help="the output format (default: from OUT's suffix)")
+    p.add_argument("--to", choices=tuple(FORMATS), help="the output format (default: from OUT's suffix)")
     p.add_argument("--weights", metavar="FILE", help="a state dict (.safetensors or .pt) for a pkg.module:factory source")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (only once the new output is complete)")
     p.add_argument("--check", action="store_true", help="check the written output against SRC; fail if it does not match")
@@ -250,7 +251,7 @@ def _check_parser(commands) -> None:
     )
     p.add_argument("source", metavar="SRC", help="the source model (as for convert)")
     p.add_argument("converted", metavar="CONVERTED", help="the converted output")
-    p.add_argument("--format", choices=("savedmodel", "torch", "safetensors", "orbax", "ug"), help="CONVERTED's format (default: detected)")
+    p.add_argument("--format", choices=tuple(FORMATS), help="CONVERTED's format (default: detected)")
     p.add_argument("--weights", metavar="FILE", help="a state dict for a pkg.module:factory source")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _source_options(p)
@@ -319,7 +320,7 @@ def _translate_parser(commands) -> None:
     p.add_argument("source", metavar="SRC_DIR_OR_GLOB", help="a folder of checkpoints, or a quoted glob pattern")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="the folder to write into (created if needed)")
     p.add_argument("--arch", required=True, metavar="ARCH", help="the architecture: .pt2, Hugging Face folder, pkg.module:factory or .ug")
-    p.add_argument("--to", default="safetensors", choices=("savedmodel", "torch", "safetensors", "orbax", "ug"), help="output format (default safetensors: the Flax variables)")
+    p.add_argument("--to", default="safetensors", choices=tuple(FORMATS), help="output format (default safetensors: the Flax variables)")
     p.add_argument("-j", "--jobs", type=int, default=min(4, os.cpu_count() or 1), metavar="N", help="files translated in parallel (default: min(4, CPUs))")
     p.add_argument("--report", metavar="FILE", help="write a JSON report: files translated, skipped and failed (with reasons), throughput")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist but are not in the manifest")

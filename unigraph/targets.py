@@ -39,18 +39,17 @@ class Format:
     name: str
     suffix: str  # of translate's outputs: run3.safetensors -> OUT_DIR/run3<suffix>
     directory: bool
-    description: str
     keeps_graph: bool  # the graph's dtypes must match the weights'
 
 
 FORMATS = {
     f.name: f
     for f in (
-        Format("savedmodel", ".savedmodel", True, "TF SavedModel directory: serves, fine-tunes in TensorFlow", True),
-        Format("torch", ".safetensors", False, "state dict in torch names and layouts, as safetensors", False),
-        Format("safetensors", ".safetensors", False, "Flax variables as safetensors, '/'-joined paths", False),
-        Format("orbax", ".orbax", True, "Orbax checkpoint of the Flax variables", False),
-        Format("ug", ".ug", False, "unigraph bundle: graph + weights, loads with unigraph.load", True),
+        Format("savedmodel", ".savedmodel", True, True),
+        Format("torch", ".safetensors", False, False),
+        Format("safetensors", ".safetensors", False, False),
+        Format("orbax", ".orbax", True, False),
+        Format("ug", ".ug", False, True),
     )
 }
 
