@@ -94,21 +94,18 @@ class BundleBlueprint:
 
 def load(path: str | os.PathLike) -> Converted:
     """The ``Converted`` saved at ``path``; ``CheckpointError`` names what is wrong with the file."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            metadata = f.metadata() or {}
-            if metadata.get("format") != FORMAT:
-                raise CheckpointError(f"{path}: a safetensors file, but not a unigraph bundle")
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
-    except CheckpointError:
-        raise
-    except Exception as e:  # safetensors reports truncation and corruption with its own types
-        raise CheckpointError(f"{path}: not a readable unigraph bundle ({e})") from e
+        with safetensors_file.SafetensorsFile(path) as f:
+            metadata = f.metadata
+            is_bundle = metadata.get("format") == FORMAT
+            tensors = {name: f.read(name) for name in f.names()} if is_bundle else {}
+    except CheckpointError as e:  # truncated or corrupt, in the reader's words
+        raise CheckpointError(f"{path}: not a readable unigraph bundle ({str(e).removeprefix(f'{path}: ')})") from None
+    if not is_bundle:
+        raise CheckpointError(f"{path}: a safetensors file, but not a unigraph bundle")
     if int(metadata.get("version", 0)) > VERSION:
         raise CheckpointError(f"{path}: bundle version {metadata['version']} is newer than this unigraph reads")
     for name, dtype in json.loads(metadata["viewed_dtypes"]).items():

@@ -695,11 +695,8 @@ def _keras_example(inputs: Sequence[InputSpec]) -> tuple[tuple, dict]:
 def _open_ug(spec: str, options: Options) -> Source:
     from unigraph.io import load
     from unigraph.params import flatten_variables
-    from unigraph.safetensors_file import SafetensorsFile
 
-    with SafetensorsFile(spec):  # a truncated or corrupt file: refused with what is wrong with it
-        pass
-    conv = load(spec)
+    conv = load(spec)  # a truncated or corrupt file: refused with what is wrong with it
 
     def tensors():
         return {k: (tuple(np.shape(v)), np.dtype(v.dtype)) for k, v in flatten_variables(conv.variables).items()}
