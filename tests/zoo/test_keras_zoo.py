@@ -37,7 +37,7 @@ import torch  # noqa: E402
 
 import unigraph as ug  # noqa: E402
 from tests.frontends import keras_models  # noqa: E402
-from tests.zoo.util import ATOL, RTOL  # noqa: E402
+from tests.zoo.util import ATOL, RTOL, flatten  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -116,18 +116,6 @@ MODELS = {
     "bert": _hub("BertBackbone"),
     "gpt2": _hub("GPT2Backbone"),
 }
-
-
-def flatten(outputs, path=""):
-    """Every output leaf by its path (``[0]``, ``['sequence_output']``, or ``output``), as NumPy.
-
-    Defined without imports, so that the TensorFlow and torch processes use it too.
-    """
-    if isinstance(outputs, dict):
-        return {p: v for k in outputs for p, v in flatten(outputs[k], f"{path}[{k!r}]").items()}
-    if isinstance(outputs, (list, tuple)):
-        return {p: v for i, o in enumerate(outputs) for p, v in flatten(o, f"{path}[{i}]").items()}
-    return {path or "output": outputs.detach().numpy() if hasattr(outputs, "detach") else np.asarray(outputs)}
 
 
 def _assert_close(where: str, got: dict, want: dict):

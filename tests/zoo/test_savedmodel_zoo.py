@@ -20,25 +20,12 @@ import_tensorflow()
 
 import unigraph as ug  # noqa: E402
 from tests.zoo import models  # noqa: E402
-from tests.zoo.util import ATOL, RTOL  # noqa: E402
+from tests.zoo.util import ATOL, RTOL, flatten  # noqa: E402
 from unigraph.backends.savedmodel import signature_input_names, signature_output_names  # noqa: E402
 from unigraph.frontends.torch_export import run_reference  # noqa: E402
 from unigraph.signature import bind  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-
-def flatten(outputs, path=""):
-    """``{"['logits']": leaf, "[0]": leaf, …}``: every tensor of a nested output by its path."""
-    if isinstance(outputs, dict):
-        items = [(f"{path}[{k!r}]", v) for k, v in outputs.items()]
-    elif isinstance(outputs, (tuple, list)):
-        items = [(f"{path}[{i}]", v) for i, v in enumerate(outputs)]
-    elif outputs is None:
-        return {}
-    else:
-        return {path or "output": outputs}
-    return {p: leaf for k, v in items for p, leaf in flatten(v, k).items()}
 
 
 COMPARE = inspect.getsource(flatten) + """

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 import unigraph as ug
@@ -12,6 +13,23 @@ from tests.zoo.models import ZooModel
 
 #: float32 tolerances at the outputs, as DESIGN.md states them.
 RTOL, ATOL = 1e-4, 1e-5
+
+
+def flatten(outputs, path=""):
+    """``{"['logits']": array, "[0]": array, …}``: every tensor of a nested output by its path, as NumPy.
+
+    Uses nothing but NumPy as ``np``: the fresh TensorFlow and torch
+    processes of the zoo tests run its source (``inspect.getsource``) too.
+    """
+    if isinstance(outputs, dict):
+        items = [(f"{path}[{k!r}]", v) for k, v in outputs.items()]
+    elif isinstance(outputs, (tuple, list)):
+        items = [(f"{path}[{i}]", v) for i, v in enumerate(outputs)]
+    elif outputs is None:
+        return {}
+    else:
+        return {path or "output": outputs.detach().numpy() if hasattr(outputs, "detach") else np.asarray(outputs)}
+    return {p: leaf for k, v in items for p, leaf in flatten(v, k).items()}
 
 
 def assert_converts(
