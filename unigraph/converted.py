@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from unigraph import signature
+from unigraph.compile_options import at_top_level, compiler_options
 from unigraph.flax import GraphModule, run
 from unigraph.ir import Graph
 from unigraph.params import ParamMap, flatten_variables
@@ -48,18 +49,30 @@ class Converted:
 
     @functools.cached_property
     def _jitted(self):
-        graph, precision = self.graph, self.precision
-        return jax.jit(lambda variables, inputs: run(graph, variables, inputs, precision))
+        """The graph jitted with the compiler options for it on this machine, for calls outside any JAX transformation."""
+        return jax.jit(self._run, compiler_options=compiler_options(self.graph))
+
+    @functools.cached_property
+    def _jitted_nested(self):
+        """The graph jitted plainly, for calls under a caller's ``jit``/``vmap``/``grad`` (no options allowed there)."""
+        return jax.jit(self._run)
+
+    def _run(self, variables, inputs):
+        return run(self.graph, variables, inputs, self.precision)
+
+    def _call(self, variables, inputs):
+        jitted = self._jitted if at_top_level() else self._jitted_nested
+        return jitted(variables, inputs)
 
     def __call__(self, *args, **kwargs):
         inputs = signature.bind(self.graph, args, kwargs)
-        return signature.structure(self.graph, self._jitted(self.variables, inputs))
+        return signature.structure(self.graph, self._call(self.variables, inputs))
 
     def run_flat(self, inputs, variables: Mapping | None = None) -> list:
         """Flat outputs for flat inputs (``graph.inputs`` order), jitted."""
         inputs = [signature.as_array(x) for x in inputs]
         signature.check(self.graph, inputs)
-        return self._jitted(self.variables if variables is None else variables, inputs)
+        return self._call(self.variables if variables is None else variables, inputs)
 
     # ---- export ------------------------------------------------------------------------------
 

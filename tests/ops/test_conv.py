@@ -1,5 +1,6 @@
 """Convolutions: conv1d/2d/3d and transposed convs in every torch spelling, and their Flax kernels."""
 
+import jax
 import numpy as np
 import pytest
 import torch
@@ -46,6 +47,23 @@ CASES = [
     Case("conv2d_grouped", nn.Conv2d(4, 6, 3, groups=2), [X2], ("conv",), **TOL),
     Case("conv2d_depthwise", nn.Conv2d(4, 8, 3, groups=4, padding=1), [X2], ("conv",), **TOL),
     Case("conv2d_no_bias", nn.Conv2d(4, 6, 1, bias=False), [X2], ("conv",), **TOL),
+    # pointwise (1x1, stride 1, no padding) is lowered as a matmul over channels
+    Case("pointwise1d", nn.Conv1d(4, 6, 1), [X1], ("conv",), **TOL),
+    Case("pointwise3d_unbatched", nn.Conv3d(2, 3, 1), [T((2, 5, 6, 7))], ("conv",), dynamic=False, **TOL),
+    Case("pointwise_strided", nn.Conv2d(4, 6, 1, stride=(2, 3)), [X2], ("conv",), **TOL),
+    Case("patches_vit", nn.Conv2d(4, 6, 4, stride=4), [T((2, 4, 12, 8))], ("conv",), **TOL),
+    Case("patches_crop_rect", nn.Conv2d(4, 6, (2, 3), stride=(2, 3), bias=False), [X2], ("conv",), **TOL),
+    Case("patches1d_unbatched", nn.Conv1d(4, 6, 2, stride=2), [T((4, 11))], ("conv",), dynamic=False, **TOL),
+    Case("pointwise_float16", _half(torch.float16, nn.Conv2d(4, 6, 1)), [X2], ("conv",), **HALF),
+    # depthwise (groups = input channels) is lowered as a sum of strided windows: every window shape
+    Case("depthwise1d_multiplier", nn.Conv1d(4, 12, 5, groups=4, padding=1), [X1], ("conv",), **TOL),
+    Case("depthwise2d_7x7", nn.Conv2d(4, 4, 7, groups=4, padding=3), [T((2, 4, 12, 10))], ("conv",), **TOL),
+    Case("depthwise2d_stride_dilation", nn.Conv2d(4, 4, (3, 2), stride=(2, 3), dilation=(2, 1), groups=4, padding=(2, 1)), [X2], ("conv",), **TOL),
+    Case("depthwise2d_asymmetric_pad", nn.Sequential(nn.ZeroPad2d((0, 1, 1, 0)), nn.Conv2d(4, 4, 3, stride=2, groups=4, bias=False)), [X2], ("pad", "conv"), **TOL),
+    Case("depthwise3d", nn.Conv3d(2, 4, (3, 1, 2), stride=(1, 2, 1), groups=2, padding=(1, 0, 1)), [X3], ("conv",), **TOL),
+    Case("depthwise_unbatched", nn.Conv2d(4, 8, 3, groups=4), [T((4, 9, 8))], ("conv",), dynamic=False, **TOL),
+    Case("depthwise_float16", _half(torch.float16, nn.Conv2d(4, 4, 5, groups=4, padding=2)), [X2], ("conv",), **HALF),
+    Case("depthwise_over_max_taps", nn.Conv2d(4, 4, 13, groups=4, padding=6), [T((2, 4, 14, 13))], ("conv",), **TOL),
     Case("conv3d", nn.Conv3d(2, 3, 3, padding=(0, 1, 2)), [X3], ("conv",), **TOL),
     Case("conv3d_stride_groups", nn.Conv3d(2, 4, (1, 2, 3), stride=(1, 2, 2), groups=2), [X3], ("conv",), **TOL),
     # padding conventions: strings, even kernels, asymmetric through F.pad
@@ -79,6 +97,23 @@ CASES = [
 @pytest.mark.parametrize("case", params(CASES))
 def test_conv(case):
     run_case(case)
+
+
+def _jaxpr_text(module, x) -> str:
+    conv = ug.from_torch(module.eval(), (x,))
+    return str(jax.make_jaxpr(conv.module.apply)(conv.variables, x.numpy()))
+
+
+def test_pointwise_patch_and_depthwise_convs_are_lowered_without_a_convolution():
+    """XLA:CPU runs these several times slower as convolutions (bench/bench_conv.py)."""
+    x = torch.randn(2, 4, 9, 8)
+    assert "conv_general_dilated" not in _jaxpr_text(nn.Conv2d(4, 8, 1), x)
+    assert "conv_general_dilated" not in _jaxpr_text(nn.Conv2d(4, 8, 1, stride=2), x)
+    assert "conv_general_dilated" not in _jaxpr_text(nn.Conv2d(4, 8, 3, stride=3), x)  # patches
+    assert "conv_general_dilated" in _jaxpr_text(nn.Conv2d(4, 8, 3, stride=2), x)  # overlapping windows
+    assert "conv_general_dilated" not in _jaxpr_text(nn.Conv2d(4, 8, 3, groups=4), x)
+    assert "conv_general_dilated" in _jaxpr_text(nn.Conv2d(4, 8, 3, groups=2), x)  # grouped, not depthwise
+    assert "conv_general_dilated" in _jaxpr_text(nn.Conv2d(4, 4, 13, groups=4, padding=6), x)  # over _MAX_TAPS
 
 
 class _Net(nn.Module):
@@ -139,6 +174,10 @@ NODE_CASES = {  # id: (op, inputs, attributes and options)
     "conv2d_channels_last_same": ("conv", [channels_last(random_tensor(2, 4, 9, 8)), random_tensor(2, 3, 4, 6), random_tensor(6)], {"strides": (1, 1), "padding": ((0, 1), (1, 1)), "dilation": (1, 1), "channels_last": True, "export": True}),
     "conv2d_channels_last_groups": ("conv", [channels_last(random_tensor(2, 4, 9, 7)), random_tensor(3, 2, 2, 6), random_tensor(6)], {"strides": (2, 1), "padding": ((1, 0), (2, 1)), "dilation": (1, 2), "groups": 2, "channels_last": True}),
     "conv2d_channels_last_depthwise": ("conv", [channels_last(random_tensor(2, 4, 9, 8)), random_tensor(3, 3, 1, 4), None], {"strides": (2, 2), "padding": ((0, 1), (0, 1)), "dilation": (1, 1), "groups": 4, "channels_last": True}),
+    "conv2d_channels_last_depthwise_multiplier": ("conv", [channels_last(random_tensor(2, 4, 9, 8)), random_tensor(3, 2, 1, 8), random_tensor(8)], {"strides": (1, 2), "padding": ((1, 1), (0, 1)), "dilation": (2, 1), "groups": 4, "channels_last": True}),
+    "conv2d_depthwise_negative_padding": ("conv", [random_tensor(2, 4, 9, 8), random_tensor(2, 3, 1, 4), random_tensor(4)], {"strides": (1, 2), "padding": ((-1, 2), (3, -2)), "dilation": (1, 1), "groups": 4}),
+    "conv2d_channels_last_pointwise": ("conv", [channels_last(random_tensor(2, 4, 9, 8)), random_tensor(1, 1, 4, 6), random_tensor(6)], {"strides": (1, 1), "padding": ((0, 0), (0, 0)), "dilation": (1, 1), "channels_last": True}),
+    "conv2d_channels_last_patches": ("conv", [channels_last(random_tensor(2, 4, 9, 8)), random_tensor(3, 2, 4, 6), random_tensor(6)], {"strides": (3, 2), "padding": ((0, 0), (0, 0)), "dilation": (1, 1), "channels_last": True}),
     "conv2d_negative_padding": ("conv", [random_tensor(2, 4, 9, 8), random_tensor(2, 3, 4, 6), random_tensor(6)], {"strides": (1, 2), "padding": ((-1, 2), (3, -2)), "dilation": (1, 1)}),
     "conv3d_channels_last": ("conv", [channels_last(random_tensor(2, 2, 5, 6, 7)), random_tensor(2, 3, 2, 2, 4), random_tensor(4)], {"strides": (1, 2, 1), "padding": ((1, 0), (1, 1), (0, 2)), "dilation": (1, 1, 2), "channels_last": True}),
     "conv2d_channels_last_unbatched": ("conv", [random_tensor(9, 8, 4), random_tensor(3, 3, 4, 6), random_tensor(6)], {"strides": (1, 1), "padding": ((1, 1), (1, 1)), "dilation": (1, 1), "channels_last": True, "dynamic": False}),
