@@ -15,14 +15,14 @@ Whole-model figures are in bench_spine.py.
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 
 import jax
 import numpy as np
 import torch
 from jax import lax
+
+from bench_spine import median_ms  # bench/ is the script's folder, so on sys.path
 
 from unigraph.compile_options import convolution_options
 from unigraph.ops import REGISTRY
@@ -37,6 +37,7 @@ DEPTHWISE = [
     (1, 96, 96, 56, 7, 1, 96),
     (8, 96, 96, 56, 7, 1, 96),
 ]
+REPEATS = 30
 DENSE = [
     (1, 3, 64, 224, 7, 2, 1),
     (1, 64, 64, 56, 3, 1, 1),
@@ -45,17 +46,6 @@ DENSE = [
     (1, 128, 128, 28, 3, 1, 1),
     (8, 64, 64, 56, 3, 1, 1),
 ]
-
-
-def _median_ms(fn, repeats=30) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def _case(batch, cin, cout, size, k, stride, groups):
@@ -72,12 +62,12 @@ def _torch_ms(x, kernel, attrs) -> float:
     tw = torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))
     pad = attrs["padding"][0][0]
     with torch.no_grad():
-        return _median_ms(lambda: torch.nn.functional.conv2d(tx, tw, stride=attrs["strides"], padding=pad, groups=attrs["groups"]))
+        return median_ms(lambda: torch.nn.functional.conv2d(tx, tw, stride=attrs["strides"], padding=pad, groups=attrs["groups"]), REPEATS)
 
 
 def _jax_ms(fn, x, kernel, **jit_options) -> float:
     jitted = jax.jit(fn, **jit_options)
-    return _median_ms(lambda: jax.block_until_ready(jitted(x, kernel)))
+    return median_ms(lambda: jax.block_until_ready(jitted(x, kernel)), REPEATS)
 
 
 def _options_for(x, kernel, attrs) -> dict:
@@ -93,34 +83,28 @@ def _lax_conv(attrs):
     )
 
 
+def _table(title, cases, conv):
+    header = f"{title:36} {'torch ms':>9} {'lax ms':>9} {'unigraph ms':>11} {'lax/ug':>7} {'torch/ug':>8}"
+    print("\n" + header)
+    print("-" * len(header))
+    for batch, cin, cout, size, k, stride, groups in cases:
+        x, kernel, attrs = _case(batch, cin, cout, size, k, stride, groups)
+        reference = _torch_ms(x, kernel, attrs)
+        plain = _jax_ms(_lax_conv(attrs), x, kernel)
+        ours = _jax_ms(lambda x, k: conv(x, k, **attrs), x, kernel, compiler_options=_options_for(x, kernel, attrs))
+        label = f"{batch}, {cin}, {size}x{size}, {k}, {stride}" + (f" -> {cout}" if groups == 1 else "")
+        print(f"{label:36} {reference:9.3f} {plain:9.3f} {ours:11.3f} {plain / ours:7.2f} {reference / ours:8.2f}", flush=True)
+
+
 def main() -> int:
     conv = REGISTRY.get("conv").jax
     options = convolution_options()
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), jax {jax.__version__} on {jax.devices()[0]}")
-    print(f"compiler options for graphs with convolutions: {options or 'none apply here'}\n")
+    print(f"compiler options for graphs with convolutions: {options or 'none apply here'}")
 
-    header = f"{'depthwise (N, C, HxW, k, stride)':34} {'torch ms':>9} {'lax ms':>9} {'unigraph ms':>11} {'lax/ug':>7} {'torch/ug':>8}"
-    print(header)
-    print("-" * len(header))
-    for batch, cin, _, size, k, stride, groups in DEPTHWISE:
-        x, kernel, attrs = _case(batch, cin, cin, size, k, stride, groups)
-        reference = _torch_ms(x, kernel, attrs)
-        grouped = _jax_ms(_lax_conv(attrs), x, kernel)
-        ours = _jax_ms(lambda x, k: conv(x, k, **attrs), x, kernel, compiler_options=_options_for(x, kernel, attrs))
-        label = f"{batch}, {cin}, {size}x{size}, {k}, {stride}"
-        print(f"{label:34} {reference:9.3f} {grouped:9.3f} {ours:11.3f} {grouped / ours:7.2f} {reference / ours:8.2f}", flush=True)
-
-    header = f"{'dense (N, C->O, HxW, k, stride)':34} {'torch ms':>9} {'xla ms':>9} {'unigraph ms':>11} {'xla/ug':>7} {'torch/ug':>8}"
-    print("\n" + header)
-    print("-" * len(header))
-    for batch, cin, cout, size, k, stride, groups in DENSE:
-        x, kernel, attrs = _case(batch, cin, cout, size, k, stride, groups)
-        reference = _torch_ms(x, kernel, attrs)
-        default = _jax_ms(_lax_conv(attrs), x, kernel)
-        ours = _jax_ms(lambda x, k: conv(x, k, **attrs), x, kernel, compiler_options=_options_for(x, kernel, attrs))
-        label = f"{batch}, {cin}->{cout}, {size}x{size}, {k}, {stride}"
-        print(f"{label:34} {reference:9.3f} {default:9.3f} {ours:11.3f} {default / ours:7.2f} {reference / ours:8.2f}", flush=True)
-    print("\nlax/ug, xla/ug > 1: unigraph's choice is faster; torch/ug > 1: faster than torch eager.")
+    _table("depthwise (N, C, HxW, k, stride)", DEPTHWISE, conv)
+    _table("dense (N, C, HxW, k, stride) -> O", DENSE, conv)
+    print("\nlax/ug > 1: unigraph's lowering and options beat a plain lax convolution; torch/ug > 1: torch eager.")
     return 0
 
 

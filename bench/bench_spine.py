@@ -90,7 +90,7 @@ def _gpt2(small):
     return dict(n_embd=small["hidden_size"], n_layer=small["num_hidden_layers"], n_head=small["num_attention_heads"])
 
 
-def _time(fn: Callable[[], object], repeats: int) -> float:
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
     """Median wall time of ``fn`` in milliseconds, after two warm-up calls."""
     fn()
     fn()
@@ -109,8 +109,8 @@ def peak_gflops(size: int = 2048) -> float:
     ja, jb = jax.numpy.asarray(a.numpy()), jax.numpy.asarray(b.numpy())
     matmul = jax.jit(jax.numpy.matmul)
     with torch.no_grad():
-        torch_ms = _time(lambda: a @ b, 10)
-    xla_ms = _time(lambda: jax.block_until_ready(matmul(ja, jb)), 10)
+        torch_ms = median_ms(lambda: a @ b, 10)
+    xla_ms = median_ms(lambda: jax.block_until_ready(matmul(ja, jb)), 10)
     return 2 * size**3 / min(torch_ms, xla_ms) / 1e6
 
 
@@ -130,12 +130,12 @@ def bench(name: str, batch: int, repeats: int, compile_torch: bool, peak: float)
         jax.block_until_ready(conv(*np_args, **np_kwargs))
 
     with torch.no_grad():
-        eager_ms = _time(lambda: model(*args, **kwargs), repeats)
+        eager_ms = median_ms(lambda: model(*args, **kwargs), repeats)
         compiled_ms = float("nan")
         if compile_torch:
             compiled = torch.compile(model)
-            compiled_ms = _time(lambda: compiled(*args, **kwargs), repeats)
-    jax_ms = _time(run_jax, repeats)
+            compiled_ms = median_ms(lambda: compiled(*args, **kwargs), repeats)
+    jax_ms = median_ms(run_jax, repeats)
     flops = jax.jit(lambda: conv(*np_args, **np_kwargs)).lower().cost_analysis()["flops"]
     return dict(
         model=name,
