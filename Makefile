@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements/test.txt requirements/no-deps.txt
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m unigraph.demo
+	$(PY) -m unigraph.cli.demo
 
 test: setup
 	$(PY) -m pytest -n 2 --dist loadgroup -q

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from unigraph.converted import Converted
-from unigraph.errors import CheckpointError
-from unigraph.output import atomic_directory
+from unigraph.errors import CheckpointError, first_line
+from unigraph.io.atomic import atomic_directory
 
 
 def save(converted: Converted | Mapping, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -58,7 +58,7 @@ def restore(path: str | os.PathLike, like: Mapping | None = None) -> dict:
     try:
         return checkpointer.restore(path, target)
     except (ValueError, KeyError) as e:
-        raise CheckpointError(f"{path}: does not restore into these variables ({str(e).strip().splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: does not restore into these variables ({first_line(e)})") from None
     finally:
         checkpointer.close()
 

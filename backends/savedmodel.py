@@ -33,11 +33,12 @@ import tensorflow as tf  # noqa: E402
 from jax.experimental import jax2tf  # noqa: E402
 
 from unigraph import tree  # noqa: E402
-from unigraph.output import atomic_directory  # noqa: E402
+from unigraph.io import sniff  # noqa: E402
+from unigraph.io.atomic import atomic_directory  # noqa: E402
 from unigraph.converted import Converted  # noqa: E402
 from unigraph.dtypes import jax_dtype, numpy_dtype  # noqa: E402
 from unigraph.errors import CheckpointError  # noqa: E402
-from unigraph.flax import run  # noqa: E402
+from unigraph.flax import run as run_graph  # noqa: E402
 from unigraph.ir import Graph  # noqa: E402
 
 #: Platforms jax2tf can lower for; the SavedModel runs only on those it was lowered for.
@@ -91,9 +92,16 @@ def _write(converted: Converted, directory: Path, platforms: Sequence[str], grad
 
 def load(path: str | os.PathLike):
     """``tf.saved_model.load`` with an error naming the path when it holds no SavedModel."""
-    if not (Path(path) / "saved_model.pb").is_file():
+    if not sniff.is_savedmodel(path):
         raise CheckpointError(f"{path} is not a SavedModel directory (it has no saved_model.pb)")
     return tf.saved_model.load(str(path))
+
+
+def run(model, args: Sequence, kwargs: Mapping):
+    """Calls a SavedModel (its directory, or what ``load`` returns) on NumPy inputs; NumPy outputs."""
+    if isinstance(model, (str, os.PathLike)):
+        model = load(model)
+    return jax.tree.map(np.asarray, model(*args, **kwargs))
 
 
 def _check_platforms(platforms) -> tuple[str, ...]:
@@ -179,7 +187,7 @@ def _lower(converted: Converted, treedef, platforms: Sequence[str], gradients: b
     graph, precision = converted.graph, converted.precision
 
     def apply(variable_list, *inputs):
-        return tuple(run(graph, jax.tree.unflatten(treedef, variable_list), list(inputs), precision))
+        return tuple(run_graph(graph, jax.tree.unflatten(treedef, variable_list), list(inputs), precision))
 
     shapes = ["(" + ", ".join(str(d) for d in graph.types[n].shape) + ")" for n in graph.inputs]
     lowered = jax2tf.convert(

@@ -14,13 +14,13 @@ from __future__ import annotations
 import linecache
 import os
 
-import numpy as np
 import torch
 
-from unigraph.output import atomic_file
 from unigraph.backends.torch_codegen import generate
 from unigraph.backends.torch_params import state_dict_arrays
 from unigraph.converted import Converted
+from unigraph.frontends.torch_tensors import from_numpy
+from unigraph.io.atomic import atomic_file
 
 
 def to_state_dict(conv: Converted) -> dict[str, torch.Tensor]:
@@ -29,15 +29,9 @@ def to_state_dict(conv: Converted) -> dict[str, torch.Tensor]:
     out = {}
     for name, array in state_dict_arrays(conv).items():
         if id(array) not in tensors:
-            tensors[id(array)] = _tensor(array)
+            tensors[id(array)] = from_numpy(array)
         out[name] = tensors[id(array)]
     return out
-
-
-def _tensor(array: np.ndarray) -> torch.Tensor:
-    if array.dtype.name == "bfloat16":
-        return torch.from_numpy(np.array(array, order="C", copy=True).view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(np.array(array, copy=True))
 
 
 def to_module(conv: Converted, class_name: str = "Model") -> torch.nn.Module:

@@ -1,5 +1,9 @@
 """Which torch tensor each variable becomes: its state-dict name, torch layout and kind.
 
+Everything here is NumPy: the command line writes state dicts (``--to
+torch``, and ``unigraph translate`` streaming checkpoints) with these same
+functions and no torch; ``backends/torch.py`` makes torch tensors of them.
+
 A torch-origin conversion gives back its own state dict: the names, layouts
 and dtypes the ParamMap recorded, tied names included. Any other origin gets
 torch's conventions: names from the source path (``dense_1/kernel`` →
@@ -11,14 +15,20 @@ torch's conventions: names from the source path (``dense_1/kernel`` →
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from unigraph.converted import Converted
-from unigraph.dtypes import numpy_dtype
+from unigraph.dtypes import jax_dtype, numpy_dtype
+from unigraph.io import safetensors_file
+from unigraph.io.atomic import atomic_file
+from unigraph.io.safetensors_file import TensorSpec, contiguous
 from unigraph.ir import Graph
-from unigraph.params import ParamEntry
+from unigraph.params import ParamEntry, flatten_variables
 
 #: torch leaf names of Flax roles, for conversions that did not come from torch.
 _TORCH_LEAF = {
@@ -36,6 +46,7 @@ class TorchTensor:
     """One variable as a torch tensor: ``flax_leaf == torch_tensor.permute(perm)``."""
 
     value: str  # the graph value it feeds
+    key: str  # the variable (``params/fc/kernel``)
     name: str  # state-dict name
     perm: tuple[int, ...] | None
     shape: tuple[int, ...]  # torch shape
@@ -43,12 +54,34 @@ class TorchTensor:
     buffer: bool  # batch_stats are buffers, params are parameters
     aliases: tuple[str, ...] = ()
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The state-dict name and its tied aliases."""
+        return (self.name, *self.aliases)
+
+    def layout(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[tuple[int, ...], np.dtype]:
+        """The torch shape and dtype of a Flax leaf of ``shape`` and ``dtype``.
+
+        JAX holds 64-bit source tensors as 32-bit ones (x64 off): those get the
+        source's dtype back. A leaf of any other dtype keeps its own (the
+        bfloat16 weights of a checkpoint of a float32 architecture).
+        """
+        source = numpy_dtype(self.dtype)
+        dtype = source if jax_dtype(self.dtype) == np.dtype(dtype) else np.dtype(dtype)
+        return (tuple(shape) if self.perm is None else tuple(shape[i] for i in np.argsort(self.perm))), dtype
+
     def from_flax(self, leaf) -> np.ndarray:
-        """The torch-layout array for a Flax leaf, in the torch dtype (exact)."""
+        """The torch-layout array for a Flax leaf (exact; a transposed view where it can be)."""
         array = np.asarray(leaf)
+        _, dtype = self.layout(array.shape, array.dtype)
         if self.perm is not None:
             array = np.transpose(array, np.argsort(self.perm))
-        return np.asarray(array, order="C").astype(numpy_dtype(self.dtype), copy=False)
+        return array.astype(dtype, copy=False)
+
+    def to_flax(self, array) -> np.ndarray:
+        """The Flax leaf for this tensor's torch-layout array (the inverse of ``from_flax``, dtypes aside)."""
+        array = np.asarray(array)
+        return array if self.perm is None else np.transpose(array, self.perm)
 
 
 def torch_tensors(conv: Converted) -> list[TorchTensor]:
@@ -67,7 +100,7 @@ def torch_tensors(conv: Converted) -> list[TorchTensor]:
             dtype, aliases = stored.dtype, ()
         name = _unique(name, taken)
         shape = stored.shape if perm is None else tuple(stored.shape[i] for i in np.argsort(perm))
-        plan.append(TorchTensor(value, name, perm, tuple(shape), dtype, var.collection != "params", aliases))
+        plan.append(TorchTensor(value, var.key, name, perm, tuple(shape), dtype, var.collection != "params", aliases))
     return plan
 
 
@@ -122,12 +155,38 @@ def _unique(name: str, taken: set[str]) -> str:
 
 def state_dict_arrays(conv: Converted) -> dict[str, np.ndarray]:
     """State-dict names to NumPy arrays in torch layouts and dtypes (tied names share one array)."""
-    from unigraph.interpreter import lookup_variable
-
+    flat = flatten_variables(conv.variables)
     out: dict[str, np.ndarray] = {}
     for t in torch_tensors(conv):
-        var = conv.graph.variables[t.value]
-        array = t.from_flax(lookup_variable(conv.variables, var.collection, var.path))
-        for name in (t.name, *t.aliases):
+        array = contiguous(t.from_flax(flat[t.key]))
+        for name in t.names:
             out[name] = array
     return out
+
+
+def write_state_dict(
+    file, plan: Sequence[TorchTensor], leaves: Mapping[str, TensorSpec], get: Callable[[str], np.ndarray]
+) -> tuple[str, int]:
+    """Writes the state dict of ``plan`` to ``file`` as safetensors, one tensor in memory at a time.
+
+    ``leaves`` are the Flax leaves' specs by variable key and ``get(key)``
+    gives one: a converted model's variables, or a checkpoint's translated
+    through a ParamMap (``unigraph translate``). Tied names are each stored.
+    Returns the sha256 of the bytes written and their count.
+    """
+    specs, by_name = [], {}
+    for t in plan:
+        shape, dtype = t.layout(leaves[t.key].shape, leaves[t.key].dtype)
+        for name in t.names:
+            specs.append(TensorSpec(name, dtype, shape))
+            by_name[name] = t
+    return safetensors_file.write(file, specs, lambda name: by_name[name].from_flax(get(by_name[name].key)), {"format": "pt"})
+
+
+def save_state_dict(conv: Converted, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Writes ``conv``'s state dict (``to_state_dict``'s names, layouts and dtypes) as safetensors, atomically."""
+    flat = flatten_variables(conv.variables)
+    leaves = {key: TensorSpec(key, np.dtype(v.dtype), tuple(v.shape)) for key, v in flat.items()}
+    with atomic_file(path, overwrite=overwrite) as staging, open(staging, "wb") as f:
+        write_state_dict(f, torch_tensors(conv), leaves, lambda key: np.asarray(flat[key]))
+    return Path(path)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from unigraph.safetensors_file import file_sha256
+from unigraph.io.safetensors_file import file_sha256
 
 UNIGRAPH = Path(sys.executable).with_name("unigraph")
 

@@ -49,6 +49,7 @@ from unigraph.errors import (
     UnigraphError,
     UnsupportedOp,
     UnsupportedOpError,
+    first_line,
 )
 from unigraph.frontends.builder import Builder, SourceTensor, TensorRef, short_path
 from unigraph.frontends.jax_ops import HANDLERS
@@ -260,7 +261,7 @@ def trace(
             raise ExportError(_trace_failure(what, static_error)) from static_error
         warnings.warn(
             f"{what}: the batch dimension could not be symbolic ({type(error).__name__}: "
-            f"{str(error).strip().splitlines()[0]}); the conversion has static shapes. "
+            f"{first_line(error)}); the conversion has static shapes. "
             "Pass polymorphic_shapes=None to ask for static shapes.",
             stacklevel=3,
         )

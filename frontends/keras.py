@@ -53,9 +53,11 @@ import numpy as np
 
 from unigraph import errors
 from unigraph.converted import Converted
-from unigraph.errors import CheckpointError, ExportError
+from unigraph.errors import CheckpointError, ExportError, first_line
 from unigraph.frontends.jaxpr import BATCH, JaxVariable, trace, translate
+from unigraph.io import sniff
 from unigraph.ir import Source
+from unigraph.signature import as_array
 
 #: Keras variable leaf names → (Flax leaf name, parameter role).
 KERAS_LEAVES = {
@@ -84,6 +86,7 @@ def from_keras(
     *,
     custom_objects: Mapping[str, Any] | None = None,
     polymorphic_shapes: Any = BATCH,
+    safe_mode: bool = True,
 ) -> Converted:
     """Converts a Keras 3 model (or a ``.keras``/``.h5`` file, or a Keras model directory).
 
@@ -103,6 +106,8 @@ def from_keras(
       dict of them).
     - ``custom_objects``: classes and functions a file needs (``{"MyLayer":
       MyLayer}``, or by importable name: ``{"MyLayer": "pkg.layers.MyLayer"}``).
+    - ``safe_mode``: Keras's own, for files: a ``Lambda`` layer's bytecode is
+      refused unless it is ``False`` (only for files you trust).
 
     The model runs in inference mode (``training=False``). When the caller's
     Keras runs another backend than JAX, tracing happens in a worker process
@@ -115,10 +120,10 @@ def from_keras(
         path = model_file(model)
         keras = _import_keras()
         if keras.backend.backend() == "jax":
-            loaded = load_model(path, _resolve_all(custom_objects or {}))
+            loaded = load_model(path, _resolve_all(custom_objects or {}), safe_mode=safe_mode)
             return convert_model(loaded, example_inputs, polymorphic_shapes)
         objects = {**registered_objects(keras), **_importable_all(custom_objects or {})}
-        return _in_worker(path, example_inputs, polymorphic_shapes, objects)
+        return _in_worker(path, example_inputs, polymorphic_shapes, objects, safe_mode=safe_mode)
     keras = _keras_of(model)
     if keras.backend.backend() == "jax":
         return convert_model(model, example_inputs, polymorphic_shapes)
@@ -266,8 +271,6 @@ def _describe_specs(inputs) -> str:
 
 
 def _as_array(x):
-    from unigraph.signature import as_array
-
     if type(x).__module__.startswith("keras"):  # a KerasTensor or a Keras variable
         raise TypeError(f"example_inputs must be arrays, not {type(x).__name__}")
     return as_array(x)
@@ -310,6 +313,21 @@ def _layer_paths(model, layer_names: Mapping[str, str]):
     return source_of
 
 
+# ---- the checker's reference runs ----------------------------------------------------------------
+
+
+def describe_reference(model) -> str:
+    """How the checker names a Keras model in its report."""
+    keras = _keras_of(model)
+    return f"{model.name} (keras {keras.__version__}, {keras.backend.backend()})"
+
+
+def run_reference(model, args: Sequence, kwargs: Mapping):
+    """A Keras model in inference mode on NumPy inputs (dicts and lists of them too), NumPy outputs."""
+    keras = _keras_of(model)
+    return jax.tree.map(keras.ops.convert_to_numpy, model(*args, training=False, **kwargs))
+
+
 # ---- loading files ----------------------------------------------------------------------------
 
 
@@ -321,7 +339,7 @@ def model_file(path: str | os.PathLike) -> Path:
     if path.is_dir():
         if (path / "config.json").is_file():
             return path  # a .keras archive unpacked into a directory
-        if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
+        if sniff.is_savedmodel(path):
             raise CheckpointError(
                 f"{path}: a TensorFlow SavedModel. Keras 3 cannot rebuild a model from it (it holds TF "
                 "graphs, not Keras layers), so unigraph cannot trace it. Convert the model object in the "
@@ -330,28 +348,36 @@ def model_file(path: str | os.PathLike) -> Path:
                 "(tf_keras.models.load_model(dir).save('model.h5')) and converted from the .h5 file"
             )
         raise CheckpointError(f"{path}: a directory without a Keras model (no config.json)")
-    if path.suffix.lower() not in KERAS_FILES:
+    if not is_model_file(path):
         raise CheckpointError(f"{path}: not a Keras model file; Keras 3 loads {', '.join(KERAS_FILES)} files")
     return path
 
 
-def load_model(path: Path, custom_objects: Mapping[str, Any], *, trusted: bool = False):
-    """``keras.saving.load_model`` with ``safe_mode`` on (off only for ``trusted`` files unigraph wrote).
+def is_model_file(path: str | os.PathLike) -> bool:
+    """A file Keras 3 loads as a model: by its suffix, or by its content (a ``.keras`` zip, an HDF5 file)."""
+    path = Path(path)
+    return path.is_file() and (
+        path.suffix.lower() in KERAS_FILES or sniff.is_hdf5(path) or sniff.is_keras_archive(path)
+    )
+
+
+def load_model(path: Path, custom_objects: Mapping[str, Any], *, safe_mode: bool = True):
+    """``keras.saving.load_model`` (uncompiled), with Keras's ``safe_mode`` on unless the caller trusts the file.
 
     Keras's deserialization errors become ``CheckpointError``s that name the
-    missing class and say how to provide it.
+    missing class and say how to provide it. The command line opens Keras
+    files here too, so both say the same.
     """
     import keras
 
     try:
-        return keras.saving.load_model(path, custom_objects=dict(custom_objects), compile=False, safe_mode=not trusted)
-    except Exception as e:
+        return keras.saving.load_model(path, custom_objects=dict(custom_objects), compile=False, safe_mode=safe_mode)
+    except Exception as e:  # Keras raises ValueError, TypeError, OSError, h5py and zip errors for bad files
         raise CheckpointError(_load_failure(path, e)) from e
 
 
 def _load_failure(path: Path, error: Exception) -> str:
     text = str(error).strip()
-    first = text.splitlines()[0] if text else type(error).__name__
     missing = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
     if missing:
         name = missing.group(1)
@@ -365,11 +391,12 @@ def _load_failure(path: Path, error: Exception) -> str:
         )
     if "safe_mode" in text or "Lambda" in text and "lambda" in text:
         return (
-            f"{path}: the model holds Python bytecode (a Lambda layer with a lambda), which unigraph "
-            "does not run from a file (safe_mode stays on). Rebuild the model in Python and pass the "
-            "model object, or replace the Lambda by a registered custom layer."
+            f"{path}: refused: the model holds Python bytecode (a Lambda layer), which would run on "
+            "loading; Keras's safe_mode stays on and nothing was run. Rebuild the model in Python and pass "
+            "the model object, or replace the Lambda by a registered custom layer; if you trust the file, "
+            "load it with safe_mode=False (--trust-remote-code on the command line)."
         )
-    return f"{path}: Keras could not load the model: {type(error).__name__}: {first}"
+    return f"{path}: not a readable Keras model ({type(error).__name__}: {first_line(error)})"
 
 
 def _import_keras():
@@ -483,10 +510,13 @@ def _model_in_worker(keras, model, example_inputs, polymorphic_shapes, custom_ob
             raise ExportError(
                 f"Keras could not save {model.name} ({type(model).__name__}) to hand it to the worker that "
                 f"traces it under Keras's JAX backend (this process runs {keras.backend.backend()!r}): "
-                f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}. Give custom "
+                f"{type(e).__name__}: {first_line(e)}. Give custom "
                 "layers a get_config() that rebuilds them, or run this process with KERAS_BACKEND=jax."
             ) from e
-        return _in_worker(path, example_inputs, polymorphic_shapes, objects, identity=identity, scratch=Path(tmp))
+        # the caller's own model object, saved here: its code runs in the caller's process already
+        return _in_worker(
+            path, example_inputs, polymorphic_shapes, objects, safe_mode=False, identity=identity, scratch=Path(tmp)
+        )
 
 
 def _in_worker(
@@ -495,18 +525,19 @@ def _in_worker(
     polymorphic_shapes,
     custom_objects: Mapping[str, str],
     *,
+    safe_mode: bool = True,
     identity: Mapping | None = None,
     scratch: Path | None = None,
 ) -> Converted:
     """Runs ``keras_worker`` on ``path`` with KERAS_BACKEND=jax and loads the bundle it writes."""
-    from unigraph.io import load
+    from unigraph.io.bundle import load
 
     with tempfile.TemporaryDirectory(prefix="unigraph-keras-", dir=scratch) as tmp:
         tmp = Path(tmp)
         arrays: dict[str, np.ndarray] = {}
         request = {
             "model": os.fspath(Path(path).absolute()),
-            "trusted": identity is not None,  # a temporary file of the caller's own model object
+            "safe_mode": safe_mode,
             "custom_objects": dict(custom_objects),
             "inputs": None if example_inputs is None else encode(example_inputs, arrays),
             "polymorphic_shapes": polymorphic_shapes,

@@ -56,7 +56,7 @@ def convert(request: dict, directory: Path) -> None:
     # scope that leaves variables uninitialized, the weights land in the scope instead; the trace reads
     # them from there, and the variables are never initialized (this process ends after).
     with keras.StatelessScope(initialize_variables=False) as scope:
-        model = load_model(Path(request["model"]), custom_objects, trusted=request["trusted"])
+        model = load_model(Path(request["model"]), custom_objects, safe_mode=request["safe_mode"])
         variables = [*model.trainable_variables, *model.non_trainable_variables]
         values = [_value(scope, v) for v in variables]
         unloaded = [v.path for v, value in zip(variables, values) if value is None]

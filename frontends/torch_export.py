@@ -28,10 +28,11 @@ from unigraph.frontends.builder import short_path
 from unigraph.frontends.torch_ops import HANDLERS, Builder, SourceTensor, TensorRef
 from unigraph.frontends.torch_ops.common import dtype_name
 from unigraph.frontends.torch_symbolic import SymbolNames
+from unigraph.frontends.torch_tensors import as_tensor, to_numpy
 import unigraph
 from unigraph import dims, tree
 from unigraph.converted import Converted
-from unigraph.errors import ExportError, TranslationError, UnsupportedOp, UnsupportedOpError
+from unigraph.errors import ExportError, TranslationError, UnsupportedOp, UnsupportedOpError, first_line
 from unigraph.ir import Source, TensorType
 from unigraph.native_order import before_torch_tracing
 
@@ -169,7 +170,7 @@ def _export(model, args, kwargs, dynamic_shapes, strict, quiet=False) -> Exporte
     except Exception as e:  # torch raises many unrelated types; each is explained below
         text = str(e)
         if quiet and isinstance(e, torch._dynamo.exc.UserError):  # the dynamic shapes do not hold
-            raise _Specialized(text.strip().splitlines()[0]) from e
+            raise _Specialized(first_line(text)) from e
         raise ExportError(_explain_export_failure(model, e, strict)) from e
 
 
@@ -546,14 +547,9 @@ def _aliases(model: torch.nn.Module) -> dict[str, tuple[str, ...]]:
     return {names[0]: tuple(names[1:]) for names in by_id.values() if len(names) > 1}
 
 
-def to_numpy(t: torch.Tensor) -> np.ndarray:
-    """A CPU copy-free NumPy view where possible; bfloat16 through ml_dtypes."""
-    t = t.detach().cpu()
-    if t.dtype == torch.bfloat16:
-        import ml_dtypes
-
-        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return t.numpy()
+def describe_reference(model) -> str:
+    """How the checker names a torch model in its report."""
+    return f"{type(model).__name__} (torch {torch.__version__})"
 
 
 def run_reference(model, args: Sequence, kwargs: Mapping | None = None):
@@ -567,25 +563,17 @@ def run_reference(model, args: Sequence, kwargs: Mapping | None = None):
             return type(x)(convert(v) for v in x) if type(x) in (tuple, list) else tuple(convert(v) for v in x)
         return x
 
-    args = tuple(_to_torch(a) for a in args)
-    kwargs = {k: _to_torch(v) for k, v in (kwargs or {}).items()}
+    args = tuple(as_tensor(a) for a in args)
+    kwargs = {k: as_tensor(v) for k, v in (kwargs or {}).items()}
     with torch.no_grad():
         if isinstance(model, ExportedProgram):
             model = model.module()
         return convert(model(*args, **kwargs))
 
 
-def _to_torch(x):
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(x)
-    if hasattr(x, "__array__") and not isinstance(x, torch.Tensor) and not np.isscalar(x):
-        return torch.from_numpy(np.asarray(x))
-    return x
-
-
 def intermediate_values(program: ExportedProgram, args: Sequence, kwargs: Mapping) -> dict[str, np.ndarray]:
     """Every tensor the program computes on these inputs, by fx node name (for ``locate``)."""
-    user = iter(pytree.tree_leaves((tuple(_to_torch(a) for a in args), {k: _to_torch(v) for k, v in kwargs.items()})))
+    user = iter(pytree.tree_leaves((tuple(as_tensor(a) for a in args), {k: as_tensor(v) for k, v in kwargs.items()})))
     values = []
     for spec in program.graph_signature.input_specs:
         if spec.kind == InputKind.USER_INPUT:

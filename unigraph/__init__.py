@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "from_torch": ("unigraph.api", "from_torch"),
-    "load": ("unigraph.io", "load"),
+    "load": ("unigraph.io.bundle", "load"),
     "from_flax": ("unigraph.api", "from_flax"),
     "from_jax": ("unigraph.api", "from_jax"),
     "from_keras": ("unigraph.api", "from_keras"),

@@ -96,9 +96,7 @@ def from_keras(
     return _from_keras(model, example_inputs, custom_objects=custom_objects, polymorphic_shapes=polymorphic_shapes)
 
 
-#: Target formats of ``convert`` and the ``Converted`` method that writes each.
-TARGETS = {"savedmodel": "to_savedmodel", "torch_source": "to_torch_source", "ug": "save"}
-_FRONTEND_OPTIONS = ("dynamic_shapes", "strict")
+_FRONTEND_OPTIONS = ("dynamic_shapes", "strict", "custom_objects", "polymorphic_shapes")
 
 
 def convert(
@@ -106,32 +104,44 @@ def convert(
 ) -> Converted:
     """Converts ``model`` traced on ``args``/``kwargs`` and writes it as ``to`` at ``output``.
 
-    ``to="savedmodel"``: a TF SavedModel directory (``Converted.to_savedmodel``);
-    ``"torch_source"``: a Python file defining the model in PyTorch; ``"ug"``: a bundle.
-    ``options`` go to the frontend (``dynamic_shapes``, ``strict``; see
-    ``from_torch``) or to the writer (``platforms``, ``class_name``, ``overwrite``). ``model``
-    is a ``torch.nn.Module`` (or ``ExportedProgram``), or an existing
-    ``Converted``. An existing ``output`` is refused before anything is
-    converted unless ``overwrite=True``. Returns the ``Converted``, to check
-    or write again.
+    ``to`` is any format of ``unigraph.formats.FORMATS`` (the command line's
+    ``--to``): ``"savedmodel"``, ``"safetensors"`` (the Flax variables),
+    ``"torch"`` (the state dict as safetensors), ``"torch_source"`` (a Python
+    file defining the model in PyTorch), ``"orbax"`` or ``"ug"``. ``model`` is
+    a ``torch.nn.Module`` (or ``ExportedProgram``), a Keras 3 model, or an
+    existing ``Converted``. ``options`` go to the frontend (``dynamic_shapes``,
+    ``strict``; ``custom_objects``, ``polymorphic_shapes`` for Keras) or to
+    the writer (``platforms``, ``class_name``, ``overwrite``). An existing
+    ``output`` is refused before anything is converted unless
+    ``overwrite=True``. Returns the ``Converted``, to check or write again.
     """
-    if to not in TARGETS:
-        raise ValueError(f"unknown target {to!r}; unigraph writes {sorted(TARGETS)}")
-    from unigraph.output import refuse_existing
+    from unigraph import formats
+    from unigraph.io.atomic import refuse_existing
 
+    formats.get(to)
     refuse_existing(output, overwrite=options.get("overwrite", False))
     frontend = {k: options.pop(k) for k in _FRONTEND_OPTIONS if k in options}
     if isinstance(model, Converted):
         if frontend:
             raise TypeError(f"{sorted(frontend)} apply when tracing a model, not to a Converted")
         converted = model
-    elif any(c.__module__.split(".")[0] == "torch" for c in type(model).__mro__):
+    elif _framework(model) == "torch":
         converted = from_torch(model, args, kwargs, **frontend)
+    elif _framework(model) == "keras":
+        if len(args) > 1 or kwargs:
+            raise TypeError("a Keras model takes one input (an array, a list or a dict of arrays): pass args=(inputs,)")
+        converted = from_keras(model, args[0] if args else None, **frontend)
     else:
         raise TypeError(
             f"cannot convert a {type(model).__name__}: convert() takes a torch.nn.Module, an "
-            "ExportedProgram or a Converted (for JAX and Flax models, pass what from_jax or "
-            "from_flax returns)"
+            "ExportedProgram, a Keras model or a Converted (for JAX and Flax models, pass what "
+            "from_jax or from_flax returns)"
         )
-    getattr(converted, TARGETS[to])(output, **options)
+    converted.write(to, output, **options)
     return converted
+
+
+def _framework(model) -> str | None:
+    """The framework a model object belongs to, by the package of its classes (nothing is imported)."""
+    packages = {c.__module__.partition(".")[0] for c in type(model).__mro__}
+    return next((name for name in ("torch", "keras") if name in packages), None)

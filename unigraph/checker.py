@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from unigraph.converted import Converted
+from unigraph import interpreter, signature
+from unigraph.converted import Converted, host_arrays
 from unigraph.dtypes import jax_dtype
 
 
@@ -235,61 +236,45 @@ def _missing(path: str, present, side: str) -> OutputCheck:
 
 
 # ---- running models ----------------------------------------------------------------------
+#
+# The checker imports no framework: a torch or Keras model is run by its frontend, a SavedModel by
+# its backend, each imported when such a model is given.
 
 
-def _is_torch(model) -> bool:
-    module = type(model).__module__
-    return module.startswith("torch") or any(
-        c.__module__.startswith("torch.nn") for c in type(model).__mro__
-    )
-
-
-def _is_savedmodel(model) -> bool:
-    """A SavedModel directory, or an object loaded by ``tf.saved_model.load``."""
-    return isinstance(model, (str, os.PathLike)) or type(model).__module__.startswith("tensorflow.")
+def _framework(model) -> str | None:
+    """``"torch"``, ``"keras"`` or ``"savedmodel"`` (a directory, or what ``tf.saved_model.load`` returns)."""
+    if isinstance(model, (str, os.PathLike)):
+        return "savedmodel"
+    packages = {c.__module__.partition(".")[0] for c in type(model).__mro__}
+    if "torch" in packages:
+        return "torch"
+    if "keras" in packages:
+        return "keras"
+    if "tensorflow" in packages:
+        return "savedmodel"
+    return None
 
 
 def _run(model, args: tuple, kwargs: dict):
     if isinstance(model, Converted):
         return jax.tree.map(np.asarray, model(*args, **kwargs))
-    if _is_savedmodel(model):
-        return _run_savedmodel(model, args, kwargs)
-    if _is_torch(model):
+    framework = _framework(model)
+    if framework == "torch":
         from unigraph.frontends.torch_export import run_reference
 
         return run_reference(model, args, kwargs)
-    if _is_keras(model):
-        return _run_keras(model, args, kwargs)
+    args, kwargs = jax.tree.map(signature.as_array, host_arrays((args, kwargs)))
+    if framework == "keras":
+        from unigraph.frontends.keras import run_reference
+
+        return run_reference(model, args, kwargs)
+    if framework == "savedmodel":
+        from unigraph.backends.savedmodel import run  # imports TensorFlow
+
+        return run(model, args, kwargs)
     if callable(model):
-        from unigraph.signature import as_array
-
-        return model(*(as_array(a) for a in args), **{k: as_array(v) for k, v in kwargs.items()})
+        return model(*args, **kwargs)
     raise TypeError(f"cannot run {type(model).__name__}: expected a model, a Converted or a callable")
-
-
-def _is_keras(model) -> bool:
-    return any(c.__module__.split(".")[0] == "keras" for c in type(model).__mro__)
-
-
-def _run_keras(model, args: tuple, kwargs: dict):
-    """A Keras model in inference mode on NumPy inputs (dicts and lists of them too), NumPy outputs."""
-    import keras
-
-    from unigraph.signature import as_array
-
-    args, kwargs = jax.tree.map(as_array, (args, kwargs))
-    return jax.tree.map(keras.ops.convert_to_numpy, model(*args, training=False, **kwargs))
-
-
-def _run_savedmodel(model, args: tuple, kwargs: dict):
-    from unigraph.signature import as_array
-
-    if isinstance(model, (str, os.PathLike)):
-        from unigraph.backends.savedmodel import load  # imports TensorFlow
-
-        model = load(model)
-    outputs = model(*(as_array(a) for a in args), **{k: as_array(v) for k, v in kwargs.items()})
-    return jax.tree.map(np.asarray, outputs)
 
 
 def _flatten(outputs, path: str = "") -> dict[str, np.ndarray]:
@@ -311,17 +296,18 @@ def _flatten(outputs, path: str = "") -> dict[str, np.ndarray]:
 def _describe(model) -> str:
     if isinstance(model, Converted):
         return f"converted {model.metadata.get('source_model', 'model')} (jax)"
-    if _is_torch(model):
-        import torch
+    framework = _framework(model)
+    if framework == "torch":
+        from unigraph.frontends.torch_export import describe_reference
 
-        return f"{type(model).__name__} (torch {torch.__version__})"
-    if _is_keras(model):
-        import keras
+        return describe_reference(model)
+    if framework == "keras":
+        from unigraph.frontends.keras import describe_reference
 
-        return f"{model.name} (keras {keras.__version__}, {keras.backend.backend()})"
+        return describe_reference(model)
     if isinstance(model, (str, os.PathLike)):
         return f"SavedModel {os.fspath(model)}"
-    if _is_savedmodel(model):
+    if framework == "savedmodel":
         return "SavedModel (loaded)"
     return getattr(model, "__name__", type(model).__name__)
 
@@ -337,13 +323,12 @@ def _device() -> str:
 def _locate(reference, candidate, args, kwargs, rtol, atol) -> Divergence | None:
     """Compares intermediate values node by node (torch-origin conversions only)."""
     trace = getattr(candidate, "trace", None)
-    if not isinstance(candidate, Converted) or trace is None or not _is_torch(reference):
+    if not isinstance(candidate, Converted) or trace is None or _framework(reference) != "torch":
         return None
-    from unigraph import interpreter, signature
     from unigraph.frontends.torch_export import intermediate_values
 
     torch_values = intermediate_values(trace.program, args, kwargs)
-    inputs = signature.bind(candidate.graph, args, kwargs)
+    inputs = signature.bind(candidate.graph, *host_arrays((args, kwargs)))
     _, values = interpreter.run(candidate.graph, candidate.variables, [jnp.asarray(x) for x in inputs], collect=True)
     for node in candidate.graph.nodes:
         for name in node.outputs:

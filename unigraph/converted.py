@@ -9,7 +9,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from unigraph import signature
+from unigraph import formats, signature
 from unigraph.compile_options import at_top_level, compiler_options
 from unigraph.flax import GraphModule, run
 from unigraph.ir import Graph
@@ -65,16 +65,16 @@ class Converted:
         return jitted(variables, inputs)
 
     def __call__(self, *args, **kwargs):
+        args, kwargs = host_arrays((args, kwargs))
         inputs = signature.bind(self.graph, args, kwargs)
         return signature.structure(self.graph, self._call(self.variables, inputs))
 
-    def run_flat(self, inputs, variables: Mapping | None = None) -> list:
-        """Flat outputs for flat inputs (``graph.inputs`` order), jitted."""
-        inputs = [signature.as_array(x) for x in inputs]
-        signature.check(self.graph, inputs)
-        return self._call(self.variables if variables is None else variables, inputs)
-
     # ---- export ------------------------------------------------------------------------------
+
+    def write(self, fmt: str, path, *, overwrite: bool = False, **options):
+        """Writes the model as ``fmt`` (a name of ``unigraph.formats.FORMATS``) at ``path``; returns what
+        that format's method returns. ``options`` go to the method (``platforms``, ``class_name``)."""
+        return getattr(self, formats.get(fmt).method)(path, overwrite=overwrite, **options)
 
     def to_savedmodel(self, path, *, platforms=None, overwrite: bool = False):
         """Writes a TF SavedModel directory at ``path`` (through jax2tf); returns the path.
@@ -97,6 +97,13 @@ class Converted:
 
         return to_state_dict(self)
 
+    def save_state_dict(self, path, *, overwrite: bool = False):
+        """Writes ``to_state_dict()`` as a safetensors file (torch names, layouts and dtypes) at ``path``;
+        ``safetensors.torch.load_file`` reads it back into a state dict. Needs no torch."""
+        from unigraph.backends.torch_params import save_state_dict
+
+        return save_state_dict(self, path, overwrite=overwrite)
+
     def to_torch(self):
         """A ``torch.nn.Module`` that runs the graph with torch ops, the weights loaded (eval mode)."""
         from unigraph.backends.torch import to_module
@@ -111,7 +118,19 @@ class Converted:
 
     def save(self, path, *, overwrite: bool = False):
         """Writes the ``.ug`` bundle (graph JSON and variables in one safetensors file); ``unigraph.load`` reads it."""
-        from unigraph.io import save
+        from unigraph.io.bundle import save
+
+        return save(self, path, overwrite=overwrite)
+
+    def save_safetensors(self, path, *, overwrite: bool = False):
+        """Writes the variables as one safetensors file, ``/``-joined paths (``params/fc/kernel``)."""
+        from unigraph.io.variables import save
+
+        return save(self.variables, path, overwrite=overwrite)
+
+    def save_orbax(self, path, *, overwrite: bool = False):
+        """Writes the variables as an Orbax checkpoint directory (``orbax.checkpoint`` restores it)."""
+        from unigraph.backends.orbax import save
 
         return save(self, path, overwrite=overwrite)
 
@@ -145,3 +164,17 @@ class Converted:
 
     def __repr__(self) -> str:
         return f"<Converted {self.summary()}>"
+
+
+def host_arrays(tree: Any) -> Any:
+    """A call's arguments with torch tensors as NumPy arrays, converted by the torch frontend (bfloat16
+    included); other leaves as they are (``signature.bind`` makes arrays of NumPy-like ones)."""
+
+    def convert(x):
+        if type(x).__module__.partition(".")[0] == "torch":
+            from unigraph.frontends.torch_tensors import to_numpy
+
+            return to_numpy(x)
+        return x
+
+    return jax.tree.map(convert, tree)

@@ -82,3 +82,11 @@ class UnsupportedOpError(UnigraphError, NotImplementedError):
 
 class TranslationError(UnigraphError, RuntimeError):
     """A frontend failed to translate one source op (a bug worth reporting)."""
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first line of an error's message (its class name when the message is empty): for one-line reports."""
+    text = str(error).strip()
+    if text:
+        return text.splitlines()[0].strip()
+    return type(error).__name__ if isinstance(error, BaseException) else ""

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from flax import traverse_util
 
 from unigraph.dtypes import dtype_name
 from unigraph.errors import CheckpointError, ShapeMismatchError
@@ -174,21 +175,12 @@ class ParamMap:
     def to_variables(self, tensors: Mapping[str, Any], where: str = "") -> dict:
         """Flax variables (nested dicts of NumPy arrays) from source-named tensors (checked by ``resolve``)."""
         stored = self.resolve({n: np.shape(t) for n, t in tensors.items()}, where)
-        variables: dict = {}
-        for e in self.entries:
-            leaf = e.to_flax(tensors[stored[e.key]], where)
-            _set(variables, (e.collection, *e.path), leaf)
-        return variables
+        return nest_variables({e.key: e.to_flax(tensors[stored[e.key]], where) for e in self.entries})
 
     def to_source(self, variables: Mapping) -> dict[str, np.ndarray]:
         """Source-named tensors, in source layouts, from Flax variables."""
-        out = {}
-        for e in self.entries:
-            node: Any = variables
-            for key in (e.collection, *e.path):
-                node = node[key]
-            out[e.source_name] = e.to_source(node)
-        return out
+        flat = flatten_variables(variables)
+        return {e.source_name: e.to_source(flat[e.key]) for e in self.entries}
 
     def to_json(self) -> list:
         return [e.to_json() for e in self.entries]
@@ -207,12 +199,6 @@ class ParamMap:
 def _some(names: Sequence[str], limit: int = 5) -> str:
     shown = ", ".join(repr(n) for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _set(tree: dict, path: tuple[str, ...], value: Any) -> None:
-    for key in path[:-1]:
-        tree = tree.setdefault(key, {})
-    tree[path[-1]] = value
 
 
 def module_path(source_name: str, separator: str = ".") -> tuple[tuple[str, ...], str]:
@@ -246,15 +232,14 @@ def leaf_name(source_leaf: str, role: str | None) -> str:
     return swapped
 
 
-def flatten_variables(variables: Mapping, prefix: tuple[str, ...] = ()) -> dict[str, Any]:
+def flatten_variables(variables: Mapping) -> dict[str, Any]:
     """``{"params/conv1/kernel": array, …}`` from nested variables."""
-    out: dict[str, Any] = {}
-    for key, value in variables.items():
-        if isinstance(value, Mapping):
-            out.update(flatten_variables(value, (*prefix, key)))
-        else:
-            out["/".join((*prefix, key))] = value
-    return out
+    return traverse_util.flatten_dict(variables, sep="/")
+
+
+def nest_variables(flat: Mapping[str, Any]) -> dict:
+    """Nested variables from ``{"params/conv1/kernel": array, …}`` (the inverse of ``flatten_variables``)."""
+    return traverse_util.unflatten_dict(dict(flat), sep="/")
 
 
 def source_dtype(array: Any) -> str:

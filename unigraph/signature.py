@@ -15,21 +15,13 @@ from unigraph.ir import Graph
 
 
 def as_array(x: Any):
-    """A JAX array as is; a torch tensor or anything array-like as a NumPy array."""
-    module = type(x).__module__
-    if module.startswith("jax") or module.startswith("jaxlib"):
+    """A JAX array as is; anything array-like (NumPy, a TensorFlow tensor) as a NumPy array.
+
+    torch tensors are converted before they get here (``converted.host_arrays``):
+    the core imports no torch.
+    """
+    if type(x).__module__.partition(".")[0] in ("jax", "jaxlib"):
         return x
-    if module.startswith("torch"):
-        import torch  # only reached when the caller passes torch tensors
-
-        x = x.detach().cpu()
-        if x.dtype == torch.bfloat16:
-            import ml_dtypes
-
-            return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-        return x.numpy()
-    if module.startswith("tensorflow"):
-        return x.numpy()
     return np.asarray(x)
 
 

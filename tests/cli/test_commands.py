@@ -25,7 +25,7 @@ import unigraph
 from tests.cli import models
 from tests.cli.conftest import quiet, run_cli
 from tests.cli.models import CNN
-from unigraph import targets
+from unigraph.io.bundle import BundleBlueprint
 from unigraph.cli import main
 
 CNN_LINE = f"tests/cli/models.py:{inspect.getsourcelines(CNN.forward)[1] + 1}"  # CNN.forward's body (the path as torch recorded it)
@@ -395,11 +395,11 @@ def test_a_write_that_fails_midway_leaves_nothing(error, code, existing, pt2_fil
     if existing:
         out.write_bytes(b"the previous output")
 
-    def fail_midway(blueprint, leaves, f):
+    def fail_midway(blueprint, f, specs, produce):
         f.write(b"\0" * 4096)
         raise error
 
-    monkeypatch.setitem(targets._WRITERS, "ug", fail_midway)
+    monkeypatch.setattr(BundleBlueprint, "write", fail_midway)
     assert main(["convert", str(pt2_file), "-o", str(out), "--overwrite"]) == code
     stderr = capsys.readouterr().err
     if code == 2:

@@ -5,7 +5,7 @@ safetensors, two of them damaged (one truncated, one with a tensor of the wrong
 shape). The command runs as from a shell (``run_cli``), killed midway with
 SIGKILL and SIGINT (``UNIGRAPH_TRANSLATE_DELAY_S`` slows each file so that the
 kill lands while it works); the manifest's bookkeeping runs in this process
-through ``unigraph.translate``.
+through ``unigraph.cli.translate``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 import unigraph as ug
 from tests.cli.conftest import REPO, UNIGRAPH, hf_model, read_json, run_cli
 from tests.cli.models import CNN
-from unigraph import targets, translate
+from unigraph.cli import targets, translate
 from unigraph.params import flatten_variables
 
 N = 20

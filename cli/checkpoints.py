@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from unigraph.errors import CheckpointError
-from unigraph.safetensors_file import SafetensorsFile, TensorSpec, file_sha256
+from unigraph.errors import CheckpointError, first_line
+from unigraph.io import sniff
+from unigraph.io.safetensors_file import SafetensorsFile, TensorSpec, file_sha256
 
 #: File names of a Hugging Face folder's weights, in order of preference.
 HF_WEIGHTS = (
@@ -100,11 +101,15 @@ class TorchCheckpoint(Checkpoint):
         return list(self._tensors)
 
     def spec(self, name: str) -> TensorSpec:
+        from unigraph.frontends.torch_tensors import numpy_dtype
+
         t = self._tensors[name]
-        return TensorSpec(name, torch_to_numpy_dtype(t.dtype), tuple(t.shape))
+        return TensorSpec(name, numpy_dtype(t.dtype), tuple(t.shape))
 
     def read(self, name: str) -> np.ndarray:
-        return torch_to_numpy(self._tensors[name])
+        from unigraph.frontends.torch_tensors import to_numpy
+
+        return to_numpy(self._tensors[name])
 
     def sha256(self) -> str:
         return file_sha256(self.path)
@@ -176,11 +181,9 @@ def open_checkpoint(path: str | os.PathLike, *, trust_pickle: bool = False, dige
         return SafetensorsCheckpoint(path, digest=digest)
     if name.endswith(TORCH_SUFFIXES):
         return TorchCheckpoint(path, trust_pickle=trust_pickle)
-    with open(path, "rb") as f:
-        head = f.read(9)
-    if head[:2] == b"PK":
+    if sniff.is_zip(path):
         return TorchCheckpoint(path, trust_pickle=trust_pickle)
-    if len(head) == 9 and head[8:9] == b"{":
+    if sniff.is_safetensors(path):
         return SafetensorsCheckpoint(path, digest=digest)
     raise CheckpointError(f"{path}: not a checkpoint unigraph reads (safetensors, or a torch state dict .pt/.bin)")
 
@@ -231,13 +234,13 @@ def load_torch_state_dict(path: Path, *, trust_pickle: bool = False) -> dict:
                 "Nothing was loaded. Save the weights as safetensors, or pass --trust-pickle "
                 "(trust_pickle=True) if you trust the file"
             ) from None
-        raise CheckpointError(f"{path}: not a readable torch checkpoint (corrupt: {reason or _first_line(e)})") from None
+        raise CheckpointError(f"{path}: not a readable torch checkpoint (corrupt: {reason or _first_sentence(first_line(e))})") from None
     except (AttributeError, ImportError) as e:  # trusted unpickling of code this process cannot import
         raise CheckpointError(
-            f"{path}: cannot unpickle it: it refers to code that is not importable here ({_first_line(e)})"
+            f"{path}: cannot unpickle it: it refers to code that is not importable here ({_first_sentence(first_line(e))})"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt: {_first_line(e)})") from None
+        raise CheckpointError(f"{path}: not a readable torch checkpoint (truncated or corrupt: {_first_sentence(first_line(e))})") from None
     return _state_dict(path, obj)
 
 
@@ -273,44 +276,5 @@ def _needs_code(reason: str) -> bool:
     return any(word in reason for word in ("GLOBAL", "global", "allowlisted", "add_safe_globals", "must be imported"))
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return _first_sentence(text.splitlines()[0]) if text else type(error).__name__
-
-
 def _first_sentence(text: str) -> str:
     return text.strip().split(". ")[0].rstrip(".")
-
-
-def torch_to_numpy_dtype(dtype) -> np.dtype:
-    import torch
-
-    if dtype == torch.bfloat16:
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(torch.empty((), dtype=dtype).numpy().dtype)
-
-
-def torch_to_numpy(t) -> np.ndarray:
-    """A NumPy view of a CPU tensor (bfloat16 through ml_dtypes)."""
-    import torch
-
-    t = t.detach().cpu()
-    if t.dtype == torch.bfloat16:
-        import ml_dtypes
-
-        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return t.numpy()
-
-
-def numpy_to_torch(array: np.ndarray):
-    """A torch tensor sharing ``array``'s memory where it can (bfloat16 through int16)."""
-    import torch
-
-    array = np.asarray(array)
-    if array.dtype.name == "bfloat16":
-        return torch.from_numpy(np.asarray(array, order="C").view(np.int16)).view(torch.bfloat16)
-    if not array.flags.writeable:
-        array = array.copy()
-    return torch.from_numpy(array)

@@ -346,7 +346,7 @@ def contiguous(array: np.ndarray) -> np.ndarray:
 
 
 def save(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None):
-    """Writes ``tensors`` to ``path`` (not atomically: callers stage with ``unigraph.output``)."""
+    """Writes ``tensors`` to ``path`` (not atomically: callers stage with ``unigraph.io.atomic``)."""
     arrays = {name: np.asarray(a) for name, a in tensors.items()}
     specs = [TensorSpec(name, a.dtype, tuple(a.shape)) for name, a in arrays.items()]
     with open(path, "wb") as f:

@@ -34,7 +34,8 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
     staging = _sibling(path, "partial")
     staging.mkdir()  # with the caller's umask, unlike mkdtemp's 0700
     try:
-        yield staging
+        with _naming(path):
+            yield staging
         refuse_existing(path, overwrite=overwrite)  # created by someone else meanwhile?
         if os.path.lexists(path):
             _replace(staging, path)
@@ -56,11 +57,23 @@ def atomic_file(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = _sibling(path, "partial")
     try:
-        yield staging
+        with _naming(path):
+            yield staging
         refuse_existing(path, overwrite=overwrite)
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """A failed write of the staged copy (a full disk) names the output, not its hidden staging path."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None or isinstance(e, OutputExistsError):
+            raise
+        raise OSError(e.errno, f"writing failed, nothing was written: {e.strerror or e}", os.fspath(path)) from e
 
 
 def staging_path(path: str | os.PathLike) -> Path:

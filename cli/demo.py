@@ -1,4 +1,4 @@
-"""``python -m unigraph.demo``: convert a built-in model, check it against torch, print the report.
+"""``python -m unigraph.cli.demo``: convert a built-in model, check it against torch, print the report.
 
 The default model is torchvision's ResNet-18 with seeded random weights (no
 download): it is converted once with a dynamic batch dimension, then checked
@@ -30,7 +30,7 @@ def _models():
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m unigraph.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m unigraph.cli.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(_models()), default="resnet18")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], metavar="N")
     options = parser.parse_args(argv)

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from unigraph import safetensors_file
+from unigraph.io import safetensors_file, sniff
 from unigraph.converted import Converted
 from unigraph.errors import CheckpointError, GraphError
 from unigraph.ir import Graph
-from unigraph.output import atomic_file
+from unigraph.io.atomic import atomic_file
 from unigraph.params import ParamMap, flatten_variables
-from unigraph.safetensors_file import TensorSpec
+from unigraph.io.safetensors_file import TensorSpec
 
 FORMAT = "unigraph.bundle"
 VERSION = 1
@@ -90,6 +90,17 @@ class BundleBlueprint:
             "viewed_dtypes": json.dumps(viewed),
         }
         return safetensors_file.write(file, stored, array, metadata)
+
+
+def is_bundle(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a safetensors file whose metadata says it is a unigraph bundle."""
+    if not sniff.is_safetensors(path):
+        return False
+    try:
+        with safetensors_file.SafetensorsFile(path) as f:
+            return f.metadata.get("format") == FORMAT
+    except CheckpointError:
+        return False
 
 
 def load(path: str | os.PathLike) -> Converted:

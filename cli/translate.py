@@ -31,16 +31,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from unigraph import targets
-from unigraph.checkpoints import TORCH_SUFFIXES, has_hf_weights, open_checkpoint
-from unigraph.errors import CheckpointError, UnigraphError
-from unigraph.output import atomic_file, commit, discard, remove_staged, staging_path
-from unigraph.safetensors_file import file_sha256
+from unigraph import formats
+from unigraph.cli import targets
+from unigraph.cli.checkpoints import TORCH_SUFFIXES, has_hf_weights, open_checkpoint
+from unigraph.errors import CheckpointError, UnigraphError, first_line
+from unigraph.io.atomic import atomic_file, commit, discard, remove_staged, staging_path
+from unigraph.io.safetensors_file import file_sha256
 
 MANIFEST = "unigraph-manifest.jsonl"
 CHECKPOINT_SUFFIXES = (".safetensors", *TORCH_SUFFIXES)
-#: Seconds each file waits, its output half-written: lets tests interrupt a run midway (not for users).
-_DELAY_VARIABLE = "UNIGRAPH_TRANSLATE_DELAY_S"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +110,7 @@ def output_name(path: Path, suffix: str) -> str:
 
 
 def plan(inputs: Sequence[Path], out_dir: Path, fmt: str) -> list[Job]:
-    suffix = targets.FORMATS[fmt].suffix
+    suffix = formats.get(fmt).suffix
     jobs, seen = [], {}
     for path in inputs:
         output = out_dir / output_name(path, suffix)
@@ -216,17 +215,47 @@ def _digest(path: Path) -> tuple[str, int]:
 
 # ---- one file (in a worker) -----------------------------------------------------------------------------------
 
-_WORKER: dict = {}
+@dataclasses.dataclass(frozen=True)
+class Translator:
+    """What translating one file needs: the architecture, the format, and whether pickles are trusted.
+
+    Sent with every file to the worker that translates it (a few MB of graph
+    at most, next to checkpoints of hundreds), so workers hold no state.
+    """
+
+    blueprint: targets.Blueprint
+    fmt: str
+    trust_pickle: bool
+
+    def __call__(self, source: str, staging: str) -> dict:
+        """Writes the translation of ``source`` at ``staging``; returns its digests, or the failure."""
+        start = time.perf_counter()
+        try:
+            with open_checkpoint(source, trust_pickle=self.trust_pickle, digest=True) as ckpt:
+                leaves = targets.CheckpointLeaves(self.blueprint, ckpt, graph_dtypes=formats.get(self.fmt).graph)
+                output_sha, output_bytes = targets.stage(self.fmt, self.blueprint, leaves, Path(staging))
+                return {
+                    "input_sha256": ckpt.sha256(),
+                    "input_bytes": ckpt.nbytes,
+                    "output_sha256": output_sha,
+                    "output_bytes": output_bytes,
+                    "seconds": round(time.perf_counter() - start, 4),
+                }
+        except UnigraphError as e:
+            return {"error": _reason(e, source)}
+        except OSError as e:
+            return {"error": f"{e.strerror or e}" + (f" ({e.filename})" if e.filename else "")}
+        except Exception as e:  # noqa: BLE001  (a bug: reported for this file, the others go on)
+            return {"error": f"internal error ({type(e).__name__}: {first_line(e)}); please report it"}
 
 
-def _init_worker(blueprint: targets.Blueprint, fmt: str, trust_pickle: bool, pool: bool = False) -> None:
-    _WORKER.update(blueprint=blueprint, fmt=fmt, trust_pickle=trust_pickle)
-    if pool:
-        _tie_to_parent()
-        if fmt == "savedmodel":
-            from unigraph.cli import _import_tensorflow_quietly
+def _start_worker(fmt: str) -> None:
+    """A pool worker's start: tied to the main process, TensorFlow loaded once if the format needs it."""
+    _tie_to_parent()
+    if fmt == "savedmodel":
+        from unigraph.cli.quiet import import_tensorflow
 
-            _import_tensorflow_quietly()  # not TensorFlow's start-up lines once per worker
+        import_tensorflow()  # not TensorFlow's start-up lines once per file
 
 
 def _tie_to_parent() -> None:
@@ -245,57 +274,6 @@ def _tie_to_parent() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="unigraph-parent-watch", daemon=True).start()
-
-
-def _translate_one(source: str, staging: str) -> dict:
-    """Writes the translation of ``source`` at ``staging``; returns its digests, or the failure."""
-    blueprint, fmt = _WORKER["blueprint"], _WORKER["fmt"]
-    start = time.perf_counter()
-    try:
-        with open_checkpoint(source, trust_pickle=_WORKER["trust_pickle"], digest=True) as ckpt:
-            leaves = targets.CheckpointLeaves(blueprint, ckpt, graph_dtypes=targets.FORMATS[fmt].keeps_graph)
-            delay = float(os.environ.get(_DELAY_VARIABLE) or 0)
-            if delay:
-                leaves = _Slowed(leaves, delay)
-            output_sha, output_bytes = targets.stage(fmt, blueprint, leaves, Path(staging))
-            return {
-                "input_sha256": ckpt.sha256(),
-                "input_bytes": ckpt.nbytes,
-                "output_sha256": output_sha,
-                "output_bytes": output_bytes,
-                "seconds": round(time.perf_counter() - start, 4),
-            }
-    except UnigraphError as e:
-        return {"error": _reason(e, source)}
-    except OSError as e:
-        return {"error": f"{e.strerror or e}" + (f" ({e.filename})" if e.filename else "")}
-    except Exception as e:  # noqa: BLE001  (a bug: reported for this file, the others go on)
-        first = (str(e).strip().splitlines() or [""])[0]
-        return {"error": f"internal error ({type(e).__name__}: {first}); please report it"}
-
-
-class _Slowed(targets.Leaves):
-    """Waits ``delay`` seconds before the first tensor: the output is staged and half-written then,
-    so that a test's kill lands in the middle of a file."""
-
-    def __init__(self, leaves: targets.Leaves, delay: float):
-        self.leaves, self.delay = leaves, delay
-
-    def specs(self):
-        return self.leaves.specs()
-
-    def _wait(self) -> None:
-        if self.delay:
-            time.sleep(self.delay)
-            self.delay = 0
-
-    def get(self, key: str):
-        self._wait()
-        return self.leaves.get(key)
-
-    def nested(self) -> dict:
-        self._wait()
-        return self.leaves.nested()
 
 
 def _reason(error: Exception, source: str) -> str:
@@ -365,19 +343,19 @@ def translate(
         progress.advance(ok=True, nbytes=result["input_bytes"])
 
     stagings = {job: staging_path(job.output) for job in todo}
+    translator = Translator(blueprint, fmt, trust_pickle)
     try:
         if jobs <= 1 or len(todo) <= 1:
-            _init_worker(blueprint, fmt, trust_pickle)
             for job in todo:
-                finished(job, stagings[job], _translate_one(str(job.input), str(stagings[job])))
+                finished(job, stagings[job], translator(str(job.input), str(stagings[job])))
         else:
             workers = min(jobs, len(todo))
             queue = todo
             while queue:
-                suspects, queue = _run_pool(queue, workers, (blueprint, fmt, trust_pickle, True), stagings, finished)
+                suspects, queue = _run_pool(queue, workers, translator, stagings, finished)
                 for job in suspects:  # in flight when a worker died: each alone, to tell which one kills it
                     discard(stagings[job])
-                    if len(suspects) == 1 or _run_pool([job], 1, (blueprint, fmt, trust_pickle, True), stagings, finished)[0]:
+                    if len(suspects) == 1 or _run_pool([job], 1, translator, stagings, finished)[0]:
                         finished(job, stagings[job], {"error": _DIED})
     finally:
         for staging in stagings.values():
@@ -393,7 +371,7 @@ def translate(
 
 def _context():
     context = multiprocessing.get_context("forkserver")  # not fork: the parent runs JAX's and torch's threads
-    context.set_forkserver_preload(["unigraph.translate"])
+    context.set_forkserver_preload(["unigraph.cli.translate"])
     return context
 
 
@@ -410,7 +388,7 @@ def start_workers(jobs: int) -> None:
 _DIED = "the process translating it died (killed by the system, out of memory, or a crash in a library)"
 
 
-def _run_pool(todo: list[Job], workers: int, initargs: tuple, stagings: dict, finished) -> tuple[list[Job], list[Job]]:
+def _run_pool(todo: list[Job], workers: int, translator: Translator, stagings: dict, finished) -> tuple[list[Job], list[Job]]:
     """Translates ``todo`` in a pool of ``workers`` processes, as many files in flight as workers.
 
     Returns ``([], [])`` once every job has ``finished``; if a worker dies,
@@ -419,12 +397,14 @@ def _run_pool(todo: list[Job], workers: int, initargs: tuple, stagings: dict, fi
     context = _context()
     pending = list(reversed(todo))
     running: dict[concurrent.futures.Future, Job] = {}
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
+    with concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(translator.fmt,)
+    ) as pool:
         try:
             while pending or running:
                 while pending and len(running) < workers:
                     job = pending.pop()
-                    running[pool.submit(_translate_one, str(job.input), str(stagings[job]))] = job
+                    running[pool.submit(translator, str(job.input), str(stagings[job]))] = job
                 done, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
                 if any(isinstance(f.exception(), concurrent.futures.process.BrokenProcessPool) for f in done):
                     concurrent.futures.wait(running)  # a broken pool fails every future in flight

@@ -1,8 +1,8 @@
 """The ``unigraph`` command: convert, check, inspect and translate models from the shell.
 
-A thin layer of argparse over ``unigraph.sources`` (opening a model),
-``unigraph.targets`` (writing one), ``unigraph.verify`` (checking an output
-against its source) and ``unigraph.translate`` (batches of checkpoints).
+A thin layer of argparse over ``unigraph.cli.sources`` (opening a model),
+``unigraph.cli.targets`` (writing one), ``unigraph.cli.verify`` (checking an output
+against its source) and ``unigraph.cli.translate`` (batches of checkpoints).
 Errors are one line, ``unigraph: error: <file>: <problem>``, never a
 traceback (``--traceback`` shows one).
 """
@@ -16,9 +16,9 @@ import logging
 import os
 import sys
 import textwrap
-import warnings
 from pathlib import Path
 
+from unigraph import formats
 from unigraph.errors import (
     CheckpointError,
     ExportError,
@@ -30,14 +30,9 @@ from unigraph.errors import (
     TranslationError,
     UnigraphError,
     UnsupportedOpError,
+    first_line,
 )
-from unigraph.targets import FORMATS
-
-#: unigraph's source folders: warnings raised from there are shown, one line each.
-_OWN_DIRS = tuple(
-    os.path.dirname(os.path.abspath(m.__file__))
-    for m in (sys.modules["unigraph"], __import__("unigraph.frontends").frontends, __import__("unigraph.backends").backends)
-)
+from unigraph.cli.quiet import import_tensorflow, quiet_frameworks
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # a check failed, some files of a batch failed, inspect found unsupported ops
@@ -55,13 +50,8 @@ exit codes:
        or an internal error
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C)"""
 
-_FORMATS_HELP = """\
-formats (--to):
-  savedmodel   TF SavedModel directory: serving_default signature, fine-tunes in TensorFlow
-  torch        state dict in torch names and layouts, as safetensors
-  safetensors  the Flax variables, '/'-joined paths (params/fc/kernel), as safetensors
-  orbax        Orbax checkpoint of the Flax variables
-  ug           unigraph bundle: graph + weights; unigraph.load() needs neither torch nor TF"""
+_FORMATS_HELP = "formats (--to):\n" + formats.describe()
+_TRANSLATE_FORMATS_HELP = "formats (--to):\n" + formats.describe(formats.WEIGHT_FORMATS)
 
 _SOURCES_HELP = """\
 sources (SRC, detected from the file; --from overrides):
@@ -91,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.command is None:
         parser.print_help(sys.stderr)
         return EXIT_INPUT
-    with _quiet_frameworks():
+    with quiet_frameworks():
         try:
             return options.run(options)
         except KeyboardInterrupt:
@@ -120,8 +110,7 @@ def _report(error: Exception) -> int:
         where = f"{error.filename}: " if error.filename else ""
         _error(f"{where}{error.strerror or error}")
         return EXIT_INPUT
-    first = (str(error).strip().splitlines() or [""])[0]
-    _error(f"internal error: {type(error).__name__}: {first} (a bug; rerun with --traceback and report it)")
+    _error(f"internal error: {type(error).__name__}: {first_line(error)} (a bug; rerun with --traceback and report it)")
     return EXIT_CONVERSION
 
 
@@ -153,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
               unigraph inspect mypkg.models:make_net --input-shape 1x3x224x224
               unigraph translate 'runs/*.safetensors' -o flax/ --arch model.pt2 --to safetensors -j 8
 
-            A demo (converts ResNet-18 and checks it): python -m unigraph.demo
+            A demo (converts ResNet-18 and checks it): python -m unigraph.cli.demo
 
             """
         )
@@ -207,7 +196,7 @@ def _convert_parser(commands) -> None:
               unigraph convert mypkg.nets:resnet --weights ckpt.safetensors --input-shape 1x3x224x224 -o ckpt.orbax --to orbax
               unigraph convert model.keras -o model_torch.safetensors --to torch
 
-            --to defaults from OUT's suffix: .ug, .safetensors (the Flax variables), .orbax, .savedmodel.
+            --to defaults from OUT's suffix: .ug, .safetensors (the Flax variables), .orbax, .savedmodel, .py.
             --check runs SRC and the written OUT on seeded random inputs (the traced shapes, or
             --input-shape) and fails the command if any output differs beyond --rtol/--atol.
 
@@ -217,7 +206,7 @@ def _convert_parser(commands) -> None:
     )
     p.add_argument("source", metavar="SRC", help="the model (see 'sources' below)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write the converted model")
-    p.add_argument("--to", choices=tuple(FORMATS), help="the output format (default: from OUT's suffix)")
+    p.add_argument("--to", choices=tuple(formats.FORMATS), help="the output format (default: from OUT's suffix)")
     p.add_argument("--weights", metavar="FILE", help="a state dict (.safetensors or .pt) for a pkg.module:factory source")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (only once the new output is complete)")
     p.add_argument("--check", action="store_true", help="check the written output against SRC; fail if it does not match")
@@ -251,7 +240,7 @@ def _check_parser(commands) -> None:
     )
     p.add_argument("source", metavar="SRC", help="the source model (as for convert)")
     p.add_argument("converted", metavar="CONVERTED", help="the converted output")
-    p.add_argument("--format", choices=tuple(FORMATS), help="CONVERTED's format (default: detected)")
+    p.add_argument("--format", choices=tuple(formats.FORMATS), help="CONVERTED's format (default: detected)")
     p.add_argument("--weights", metavar="FILE", help="a state dict for a pkg.module:factory source")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     _source_options(p)
@@ -315,12 +304,12 @@ def _translate_parser(commands) -> None:
 
             """
         )
-        + _FORMATS_HELP + "\n\n" + _SAFETY_HELP + "\n\n" + EXIT_CODES,
+        + _TRANSLATE_FORMATS_HELP + "\n\n" + _SAFETY_HELP + "\n\n" + EXIT_CODES,
     )
     p.add_argument("source", metavar="SRC_DIR_OR_GLOB", help="a folder of checkpoints, or a quoted glob pattern")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="the folder to write into (created if needed)")
     p.add_argument("--arch", required=True, metavar="ARCH", help="the architecture: .pt2, Hugging Face folder, pkg.module:factory or .ug")
-    p.add_argument("--to", default="safetensors", choices=tuple(FORMATS), help="output format (default safetensors: the Flax variables)")
+    p.add_argument("--to", default="safetensors", choices=formats.WEIGHT_FORMATS, help="output format (default safetensors: the Flax variables)")
     p.add_argument("-j", "--jobs", type=int, default=min(4, os.cpu_count() or 1), metavar="N", help="files translated in parallel (default: min(4, CPUs))")
     p.add_argument("--report", metavar="FILE", help="write a JSON report: files translated, skipped and failed (with reasons), throughput")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist but are not in the manifest")
@@ -334,7 +323,7 @@ def _translate_parser(commands) -> None:
 
 
 def _source_from(options, *, require_weights: bool = True, spec: str | None = None):
-    from unigraph import sources
+    from unigraph.cli import sources
 
     return sources.open_source(
         spec or options.source,
@@ -349,29 +338,25 @@ def _source_from(options, *, require_weights: bool = True, spec: str | None = No
     )
 
 
-_SUFFIX_FORMATS = {".ug": "ug", ".safetensors": "safetensors", ".orbax": "orbax", ".savedmodel": "savedmodel"}
-
-
 def _run_convert(options) -> int:
-    from unigraph import targets
-    from unigraph.output import refuse_existing
+    from unigraph.io.atomic import refuse_existing
 
-    fmt = options.to or _SUFFIX_FORMATS.get(Path(options.output).suffix)
+    fmt = options.to or formats.from_suffix(options.output)
     if fmt is None:
-        raise InputError(f"{options.output}: say which format to write with --to ({', '.join(targets.FORMATS)})")
+        raise InputError(f"{options.output}: say which format to write with --to ({', '.join(formats.FORMATS)})")
     refuse_existing(options.output, overwrite=options.overwrite)
     if fmt == "savedmodel":
-        _import_tensorflow_quietly()
+        import_tensorflow()
     source = _source_from(options)
     conv = source.converted
     extra = {}
     if fmt == "savedmodel" and options.platforms:
         extra["platforms"] = tuple(p.strip() for p in options.platforms.split(","))
-    targets.write(fmt, targets.Blueprint(conv), targets.ConvertedLeaves(conv), options.output, overwrite=options.overwrite, **extra)
+    conv.write(fmt, options.output, overwrite=options.overwrite, **extra)
     print(f"wrote {options.output} ({fmt}) from {source.spec}: {_counts(conv)}")
     if not options.check:
         return EXIT_OK
-    from unigraph.verify import check_output
+    from unigraph.cli.verify import check_output
 
     report = check_output(
         source, fmt, options.output, seed=options.seed, rtol=options.rtol, atol=options.atol, locate=options.locate
@@ -382,12 +367,12 @@ def _run_convert(options) -> int:
 
 
 def _run_check(options) -> int:
-    from unigraph import targets
-    from unigraph.verify import check_output
+    from unigraph.cli import targets
+    from unigraph.cli.verify import check_output
 
     fmt = options.format or targets.detect_output(options.converted)
     if fmt == "savedmodel":
-        _import_tensorflow_quietly()
+        import_tensorflow()
     source = _source_from(options)
     report = check_output(
         source, fmt, options.converted, seed=options.seed, rtol=options.rtol, atol=options.atol, locate=options.locate
@@ -490,14 +475,14 @@ def _bytes(n: int) -> str:
 
 
 def _run_translate(options) -> int:
-    from unigraph import targets, translate
+    from unigraph.cli import targets, translate
 
     if options.jobs < 1:
         raise InputError(f"-j {options.jobs}: give at least one job")
     inputs = translate.discover(options.source)
     translate.start_workers(options.jobs)  # their start-up overlaps the trace
     if options.to == "savedmodel":
-        _import_tensorflow_quietly()
+        import_tensorflow()
     arch = _source_from(options, require_weights=False, spec=options.arch)
     blueprint = targets.Blueprint(arch.converted)
     progress = translate.Progress(enabled=not options.quiet)
@@ -517,65 +502,3 @@ def _run_translate(options) -> int:
         _error(f"{failure['input']}: {failure['error']}")
     return EXIT_FAILED if summary.failed else EXIT_OK
 
-
-# ---- quiet dependencies -------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _quiet_frameworks():
-    """TensorFlow's and JAX's start-up chatter off; warnings as one line each."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    loggers = [logging.getLogger(name) for name in ("jax._src.xla_bridge", "absl")]
-    for logger in loggers:
-        logger.addFilter(_errors_only)
-    shown: set[str] = set()
-    original = warnings.showwarning
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        """unigraph's own warnings, one line each; the frameworks' notes (CUDA probing, deprecations) not."""
-        text = str(message).strip().splitlines()[0] if str(message).strip() else category.__name__
-        if os.path.abspath(filename).startswith(_OWN_DIRS) and text not in shown:
-            shown.add(text)
-            print(f"unigraph: warning: {text}", file=sys.stderr)
-
-    warnings.showwarning = show
-    try:
-        yield
-    finally:
-        warnings.showwarning = original
-        for logger in loggers:
-            logger.removeFilter(_errors_only)
-
-
-def _errors_only(record: logging.LogRecord) -> bool:
-    return record.levelno >= logging.ERROR
-
-
-def _import_tensorflow_quietly() -> None:
-    """Imports TensorFlow (through the SavedModel backend) without the lines its C++ side prints.
-
-    TensorFlow writes start-up notes to file descriptor 2 before its logging
-    is set up; they are held back, and shown only if the import fails.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            import unigraph.backends.savedmodel  # noqa: F401  (loads triton first, then TensorFlow)
-        except BaseException:
-            os.dup2(saved, 2)
-            held.seek(0)
-            sys.stderr.write(held.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,10 +13,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from unigraph import targets
+from unigraph.cli import targets
 from unigraph.checker import Report, check
 from unigraph.converted import Converted
-from unigraph.sources import Source
+from unigraph.cli.sources import Source
 
 
 def check_output(

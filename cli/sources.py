@@ -6,7 +6,7 @@ A source is one of:
   (no Python code needed);
 - ``hf``: a Hugging Face model folder (``config.json`` and ``*.safetensors``,
   sharded or not, or ``pytorch_model.bin``), built from its config with
-  transformers and its weights read by ``unigraph.checkpoints``;
+  transformers and its weights read by ``unigraph.cli.checkpoints``;
 - ``factory``: ``pkg.module:factory`` (or ``path/file.py:factory``), a
   callable returning a ``torch.nn.Module`` (or ``(module, example_args)``),
   with weights from ``--weights FILE``;
@@ -29,11 +29,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import io
 import json
 import logging
 import os
+import pickle
 import re
 import sys
+import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,9 +44,12 @@ from typing import Any
 
 import numpy as np
 
-from unigraph import checkpoints, sampling
+from unigraph.cli import checkpoints, sampling
+from unigraph.cli.scoped import environment, sys_path
 from unigraph.converted import Converted
-from unigraph.errors import CheckpointError, ExportError, InputError, ShapeMismatchError, UnigraphError
+from unigraph.errors import CheckpointError, ExportError, InputError, ShapeMismatchError, first_line
+from unigraph.io import sniff
+from unigraph.io.bundle import is_bundle
 
 KINDS = ("pt2", "hf", "factory", "keras", "ug")
 _FACTORY = re.compile(r"(?:[A-Za-z_][\w.]*|.+\.py):[A-Za-z_][\w.]*")
@@ -200,7 +206,7 @@ def detect(spec: str, kind: str | None = None) -> str:
             return "factory"
         raise CheckpointError(f"{spec}: no such file or directory")
     if path.is_dir():
-        if (path / "saved_model.pb").exists():
+        if sniff.is_savedmodel(path):
             raise CheckpointError(
                 f"{spec}: a TF SavedModel; unigraph writes SavedModels but does not read them: "
                 "convert from the model's source (.pt2, .keras, a Hugging Face folder)"
@@ -212,26 +218,13 @@ def detect(spec: str, kind: str | None = None) -> str:
     name = path.name.lower()
     if name == "config.json":
         return "hf"
-    if name.endswith(".pt2"):
+    if name.endswith(".pt2") or sniff.is_pt2(path):
         return "pt2"
-    if name.endswith((".keras", ".h5", ".hdf5")):
+    if name.endswith((".keras", ".h5", ".hdf5")) or sniff.is_hdf5(path) or sniff.is_keras_archive(path):
         return "keras"
-    if name.endswith(".ug"):
+    if name.endswith(".ug") or is_bundle(path):
         return "ug"
-    head = _head(path)
-    if head[:4] == b"\x89HDF":
-        return "keras"
-    if head[:2] == b"PK":
-        with contextlib.suppress(zipfile.BadZipFile, OSError), zipfile.ZipFile(path) as z:
-            names = z.namelist()
-            if any(n.endswith("archive_format") for n in names):
-                return "pt2"
-            if "config.json" in names and "metadata.json" in names:
-                return "keras"
-    if name.endswith(".safetensors") or (len(head) > 8 and head[8:9] == b"{"):
-        if _is_bundle(path):
-            return "ug"
-    if name.endswith((".safetensors", *checkpoints.TORCH_SUFFIXES)) or head[:2] == b"PK":
+    if sniff.is_safetensors(path) or name.endswith(checkpoints.TORCH_SUFFIXES) or sniff.is_zip(path):
         raise CheckpointError(
             f"{spec}: a weights file, which holds no architecture: convert it as "
             f"'pkg.module:factory --weights {spec}', or translate many with "
@@ -253,20 +246,18 @@ def open_source(spec: str, options: Options | None = None) -> Source:
 
 
 def _open_pt2(spec: str, options: Options) -> Source:
-    import pickle
-
     import torch
 
     path = Path(spec)
     if not options.trust_pickle:
         _refuse_unsafe_pt2(path)
     try:
-        with _quiet_loggers("torch.export", "torch._export"), _weights_only_torch_load(not options.trust_pickle):
+        with _quiet_loggers("torch.export", "torch._export"):
             program = torch.export.load(str(path))
     except pickle.UnpicklingError as e:
         raise _pickle_refusal(path, e) from None
     except Exception as e:  # torch raises many types for a damaged archive
-        raise CheckpointError(f"{path}: not a readable torch.export program ({_first_line(e)})") from None
+        raise CheckpointError(f"{path}: not a readable torch.export program ({first_line(e)})") from None
     example = _torch_example(options.inputs) if options.inputs else program.example_inputs
 
     def convert() -> Converted:
@@ -281,11 +272,21 @@ def _open_pt2(spec: str, options: Options) -> Source:
 
 
 def _refuse_unsafe_pt2(path: Path) -> None:
-    """Refuses an archive whose loading would unpickle anything but plain tensors."""
+    """Refuses an archive whose loading would unpickle anything but plain tensors.
+
+    ``torch.export.load`` unpickles the tensors a config marks ``use_pickle``
+    with ``weights_only=False``, and its other pickles (the sample inputs)
+    with ``weights_only=True`` first, then, if that fails, with
+    ``weights_only=False``. So: nothing marked ``use_pickle``, no pickled
+    legacy weights, and every other pickle must load with
+    ``weights_only=True`` here, which makes torch's first attempt succeed.
+    """
+    import torch
+
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"{path}: not a .pt2 archive (truncated or corrupt: {_first_line(e)})") from None
+        raise CheckpointError(f"{path}: not a .pt2 archive (truncated or corrupt: {first_line(e)})") from None
     with archive:
         names = archive.namelist()
         if not any(n.endswith("/archive_format") or n == "archive_format" for n in names):
@@ -299,12 +300,19 @@ def _refuse_unsafe_pt2(path: Path) -> None:
                     f"{path}: refused: its weights are pickled ({name}), and unpickling can run code. "
                     "Re-save it with a recent torch.export.save, or pass --trust-pickle if you trust the file"
                 )
+            if re.search(r"data/sample_inputs/[^/]+\.pt$", name):
+                try:
+                    torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+                except pickle.UnpicklingError as e:
+                    raise _pickle_refusal(path, e) from None
+                except Exception as e:  # torch raises many types for damaged bytes
+                    raise CheckpointError(f"{path}: corrupt .pt2 archive ({name}: {first_line(e)})") from None
             if not re.search(r"data/(weights|constants)/[^/]+_config\.json$", name):
                 continue
             try:
                 config = json.loads(archive.read(name))["config"]
             except (KeyError, ValueError, zipfile.BadZipFile, OSError) as e:
-                raise CheckpointError(f"{path}: corrupt .pt2 archive ({name}: {_first_line(e)})") from None
+                raise CheckpointError(f"{path}: corrupt .pt2 archive ({name}: {first_line(e)})") from None
             for fqn, entry in config.items():
                 plain = not entry.get("use_pickle") and (
                     "/weights/" in name or str(entry.get("path_name", "")).startswith("tensor_")
@@ -314,27 +322,6 @@ def _refuse_unsafe_pt2(path: Path) -> None:
                         f"{path}: refused: {fqn!r} is stored as a pickled object, and unpickling can run "
                         "code. Pass --trust-pickle if you trust the file"
                     )
-
-
-@contextlib.contextmanager
-def _weights_only_torch_load(enabled: bool):
-    """Makes every ``torch.load`` in the block ``weights_only=True`` (torch.export.load falls back to False)."""
-    import torch
-
-    if not enabled:
-        yield
-        return
-    original = torch.load
-
-    def load(*args, **kwargs):
-        kwargs["weights_only"] = True
-        return original(*args, **kwargs)
-
-    torch.load = load
-    try:
-        yield
-    finally:
-        torch.load = original
 
 
 # ---- Hugging Face folders ------------------------------------------------------------------------------
@@ -360,7 +347,7 @@ def _open_hf(spec: str, options: Options) -> Source:
                 str(folder), trust_remote_code=options.trust_remote_code, local_files_only=True
             )
         except (ValueError, OSError, KeyError, TypeError) as e:
-            raise CheckpointError(f"{folder / 'config.json'}: not a configuration transformers reads ({_first_line(e)})") from None
+            raise CheckpointError(f"{folder / 'config.json'}: not a configuration transformers reads ({first_line(e)})") from None
         cls = _hf_class(folder, config, auto_map if options.trust_remote_code else None)
         if hasattr(config, "use_cache"):
             config.use_cache = False
@@ -369,8 +356,9 @@ def _open_hf(spec: str, options: Options) -> Source:
         elif options.require_weights:
             checkpoints.hf_weights_file(folder)  # raises: no weights found
         else:
-            torch.manual_seed(0)
-            model = cls(config)
+            with torch.random.fork_rng(devices=[]):  # seeded weights; the caller's generator as it was
+                torch.manual_seed(0)
+                model = cls(config)
     model.eval()
     example = _hf_example(model, config, options.inputs)
 
@@ -382,8 +370,12 @@ def _open_hf(spec: str, options: Options) -> Source:
         if dynamic is not None:
             try:
                 return from_torch(model, args, kwargs, dynamic_shapes=dynamic)
-            except ExportError:
-                pass  # the sequence length cannot be dynamic; the batch alone, as from_torch does
+            except ExportError as error:
+                warnings.warn(
+                    f"{spec}: {type(model).__name__} does not trace with a dynamic sequence length "
+                    f"({first_line(error)}); converting it for the traced length, with a dynamic batch only",
+                    stacklevel=2,
+                )
         return from_torch(model, args, kwargs)
 
     return Source(
@@ -415,9 +407,11 @@ def _hf_class(folder: Path, config, auto_map):
 
 
 def _hf_with_weights(folder: Path, cls, config, options: Options):
+    from unigraph.frontends.torch_tensors import from_numpy
+
     weights = checkpoints.hf_weights_file(folder)
     with checkpoints.open_checkpoint(weights, trust_pickle=options.trust_pickle) as ckpt:
-        state = {name: checkpoints.numpy_to_torch(ckpt.read(name)) for name in ckpt.names()}
+        state = {name: from_numpy(ckpt.read(name)) for name in ckpt.names()}
     model, info = cls.from_pretrained(
         None, config=config, state_dict=state, output_loading_info=True, ignore_mismatched_sizes=True
     )
@@ -563,14 +557,15 @@ def _call_factory(spec: str):
             module_spec = importlib.util.spec_from_file_location(location.stem, location)
             module = importlib.util.module_from_spec(module_spec)
             module_spec.loader.exec_module(module)
-        else:
-            if os.getcwd() not in sys.path and "" not in sys.path:
-                sys.path.insert(0, os.getcwd())  # as `python -m` does: the current directory's packages
+        elif "" in sys.path:
             module = importlib.import_module(module_name)
+        else:
+            with sys_path(os.getcwd()):  # as `python -m` does: the current directory's packages
+                module = importlib.import_module(module_name)
     except CheckpointError:
         raise
     except Exception as e:  # the user's module can raise anything while importing
-        raise CheckpointError(f"{spec}: cannot import {module_name} ({type(e).__name__}: {_first_line(e)})") from None
+        raise CheckpointError(f"{spec}: cannot import {module_name} ({type(e).__name__}: {first_line(e)})") from None
     try:
         factory = functools.reduce(getattr, attr.split("."), module)
     except AttributeError:
@@ -578,7 +573,7 @@ def _call_factory(spec: str):
     try:
         result = factory()
     except Exception as e:  # the user's factory can raise anything
-        raise CheckpointError(f"{spec}: {attr}() failed ({type(e).__name__}: {_first_line(e)})") from None
+        raise CheckpointError(f"{spec}: {attr}() failed ({type(e).__name__}: {first_line(e)})") from None
     if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.nn.Module):
         model, args = result
         return model, (tuple(args) if isinstance(args, (tuple, list)) else (args,), {})
@@ -589,6 +584,8 @@ def _call_factory(spec: str):
 
 def load_weights(model, path: str | os.PathLike, *, trust_pickle: bool = False) -> None:
     """Loads a state dict file into ``model``, refusing missing, unexpected or misshapen tensors."""
+    from unigraph.frontends.torch_tensors import from_numpy
+
     expected = model.state_dict(keep_vars=True)
     tied: dict[int, list[str]] = {}
     for name, tensor in expected.items():
@@ -607,7 +604,7 @@ def load_weights(model, path: str | os.PathLike, *, trust_pickle: bool = False) 
         for name, shape in shapes.items():
             if tuple(expected[name].shape) != shape:
                 raise ShapeMismatchError(name, tuple(expected[name].shape), shape, str(path))
-        state = {name: checkpoints.numpy_to_torch(ckpt.read(name)) for name in shapes}
+        state = {name: from_numpy(ckpt.read(name)) for name in shapes}
     model.load_state_dict(state, strict=False)
 
 
@@ -632,11 +629,13 @@ def _random(shape, dtype: str, high: int, generator):
 
 
 def _torch_tensors(state_dict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    from unigraph.frontends.torch_tensors import numpy_dtype
+
     seen, out = set(), {}
     for name, t in state_dict.items():
         if id(t) not in seen:
             seen.add(id(t))
-            out[name] = (tuple(t.shape), checkpoints.torch_to_numpy_dtype(t.dtype))
+            out[name] = (tuple(t.shape), numpy_dtype(t.dtype))
     return out
 
 
@@ -644,32 +643,24 @@ def _torch_tensors(state_dict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
 
 
 def _open_keras(spec: str, options: Options) -> Source:
-    if "keras" not in sys.modules:
-        os.environ.setdefault("KERAS_BACKEND", "jax")  # the Keras frontend traces under JAX
-    import keras
+    with environment(KERAS_BACKEND="jax"):  # a Keras first imported here traces in this process, no worker
+        import keras
 
-    try:
-        model = keras.saving.load_model(spec, compile=False, safe_mode=not options.trust_remote_code)
-    except Exception as e:  # Keras raises ValueError, OSError, h5py and zip errors for bad files
-        if "safe_mode" in str(e):
-            raise CheckpointError(
-                f"{spec}: refused: the model holds code (a Lambda layer) that would run on loading "
-                "(Keras safe_mode). Nothing was run. Pass --trust-remote-code if you trust the file"
-            ) from None
-        raise CheckpointError(f"{spec}: not a readable Keras model ({type(e).__name__}: {_first_line(e)})") from None
-    from unigraph import api
-
-    from_keras = getattr(api, "from_keras", None)
-    if from_keras is None:
-        raise UnigraphError(f"{spec}: converting Keras models needs unigraph's Keras frontend (unigraph.api.from_keras), which this installation lacks")
+        from unigraph.frontends import keras as keras_frontend
+    model = keras_frontend.load_model(keras_frontend.model_file(spec), {}, safe_mode=not options.trust_remote_code)
     example = _keras_example(options.inputs) if options.inputs else None
+
+    def convert() -> Converted:
+        from unigraph.api import from_keras
+
+        return from_keras(model, None if example is None else example[0][0])
 
     def tensors():
         return {w.path: (tuple(w.shape), np.dtype(w.dtype)) for w in model.weights}
 
     return Source(
         spec, "keras", model, f"{type(model).__name__} {getattr(model, 'name', '')} (keras {keras.__version__})",
-        lambda: from_keras(model, None if example is None else example[0][0]), tensors, example, options.inputs,
+        convert, tensors, example, options.inputs,
     )
 
 
@@ -693,7 +684,7 @@ def _keras_example(inputs: Sequence[InputSpec]) -> tuple[tuple, dict]:
 
 
 def _open_ug(spec: str, options: Options) -> Source:
-    from unigraph.io import load
+    from unigraph.io.bundle import load
     from unigraph.params import flatten_variables
 
     conv = load(spec)  # a truncated or corrupt file: refused with what is wrong with it
@@ -717,38 +708,17 @@ def _read_json(path: Path) -> dict:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({_first_line(e)})") from None
+        raise CheckpointError(f"{path}: not valid JSON ({first_line(e)})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: not a JSON object")
     return data
 
 
-def _head(path: Path, n: int = 16) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(n)
-
-
-def _is_bundle(path: Path) -> bool:
-    from unigraph.io import FORMAT
-    from unigraph.safetensors_file import SafetensorsFile
-
-    try:
-        with SafetensorsFile(path) as f:
-            return f.metadata.get("format") == FORMAT
-    except CheckpointError:
-        return False
-
-
 def _pickle_refusal(path: Path, error: Exception) -> CheckpointError:
     return CheckpointError(
         f"{path}: refused: loading it needs arbitrary unpickling, which can run code "
-        f"({_first_line(error)}). Pass --trust-pickle if you trust the file"
+        f"({first_line(error)}). Pass --trust-pickle if you trust the file"
     )
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 @contextlib.contextmanager
