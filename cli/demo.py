@@ -29,6 +29,20 @@ def _models():
     return {"resnet18": resnet18, "mlp": mlp}
 
 
+def _randomize_batch_norms(model) -> None:
+    """Random running statistics and affine parameters: fresh ones (mean 0, variance 1) would make every
+    batch norm nearly the identity, and the check would prove less."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            with torch.no_grad():
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.5, 0.5)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m unigraph.cli.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=sorted(_models()), default="resnet18")
@@ -39,10 +53,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import unigraph as ug
 
-    torch.manual_seed(0)
-    model, sample_shape = _models()[options.model]()
+    with torch.random.fork_rng(devices=[]):  # seeded weights; the process's generator as it was
+        torch.manual_seed(0)
+        model, sample_shape = _models()[options.model]()
+        _randomize_batch_norms(model)
     model.eval()
-    example = torch.randn(options.batches[0], *sample_shape)
+    generator = torch.Generator().manual_seed(0)
+    example = torch.randn(options.batches[0], *sample_shape, generator=generator)
 
     start = time.perf_counter()
     conv = ug.from_torch(model, (example,))
@@ -53,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ok = True
     for batch in options.batches:
-        x = torch.randn(batch, *sample_shape)
+        x = torch.randn(batch, *sample_shape, generator=generator)
         report = ug.check(model, conv, (x,))
         print(f"\nbatch {batch}:\n{report}")
         ok &= report.ok

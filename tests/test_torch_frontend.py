@@ -181,3 +181,20 @@ def test_the_converted_model_runs_jitted_and_is_a_flax_module():
     assert isinstance(conv.module, nn_flax.Module)
     fresh = conv.module.init(__import__("jax").random.key(0), np.zeros((2, 3), np.float32))
     assert fresh["params"]["0"]["kernel"].shape == conv.variables["params"]["0"]["kernel"].shape
+
+
+def test_fresh_variables_come_from_the_callers_key():
+    """``module.init`` draws every random leaf from the key it is given (none is hard-coded): batch
+    statistics start at mean 0 and variance 1, and another key gives other weights."""
+    import jax
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).eval()
+    conv = ug.from_torch(model, (torch.randn(2, 3),))
+    x = np.zeros((2, 3), np.float32)
+    first, again, other = (conv.module.init(jax.random.key(k), x) for k in (0, 0, 1))
+    kernel = lambda v: np.asarray(v["params"]["0"]["kernel"])  # noqa: E731
+    np.testing.assert_array_equal(kernel(first), kernel(again))
+    assert not np.array_equal(kernel(first), kernel(other))
+    stats = first["batch_stats"]["1"]
+    np.testing.assert_array_equal(stats["mean"], np.zeros(4))
+    np.testing.assert_array_equal(stats["var"], np.ones(4))

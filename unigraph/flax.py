@@ -50,8 +50,9 @@ class GraphModule(nn.Module):
             for key, types in subtrees.items():
                 if collection == "params":
                     value = self.param(key, _initializer(types))
-                else:
-                    value = self.variable(collection, key, _initializer(types)).value
+                else:  # drawn from the "params" key of init(); apply() finds them and draws nothing
+                    rng = self.make_rng("params") if self.is_initializing() else None
+                    value = self.variable(collection, key, _initializer(types), rng).value
                 declared.setdefault(collection, {})[key] = value
         return declared
 
@@ -70,10 +71,10 @@ def _top_level(graph: Graph) -> dict[str, dict]:
 def _initializer(types):
     """Fresh values: scales and variances 1, biases and means 0, other floats N(0, 0.02)."""
 
-    def init(rng=None):
+    def init(rng):
         leaves, treedef = jax.tree.flatten(types, is_leaf=lambda x: isinstance(x, TensorType))
         paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(types, is_leaf=lambda x: isinstance(x, TensorType))[0]]
-        keys = jax.random.split(rng if rng is not None else jax.random.key(0), max(len(leaves), 1))
+        keys = jax.random.split(rng, max(len(leaves), 1))
         values = []
         for key, path, t in zip(keys, paths, leaves):
             name = str(path[-1].key) if path else ""
