@@ -40,6 +40,7 @@ from unigraph.dtypes import jax_dtype, numpy_dtype  # noqa: E402
 from unigraph.errors import CheckpointError  # noqa: E402
 from unigraph.flax import run as run_graph  # noqa: E402
 from unigraph.ir import Graph  # noqa: E402
+from unigraph.names import unique_name  # noqa: E402
 
 #: Platforms jax2tf can lower for; the SavedModel runs only on those it was lowered for.
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
@@ -245,12 +246,8 @@ def unique_names(names: Sequence[str], reserved: set[str] = frozenset()) -> list
     taken = set(reserved)
     out = []
     for name in names:
-        candidate, i = name, 0
-        while candidate in taken:
-            i += 1
-            candidate = f"{name}_{i}"
-        taken.add(candidate)
-        out.append(candidate)
+        out.append(unique_name(name, taken))
+        taken.add(out[-1])
     return out
 
 

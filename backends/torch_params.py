@@ -28,6 +28,7 @@ from unigraph.io import safetensors_file
 from unigraph.io.atomic import atomic_file
 from unigraph.io.safetensors_file import TensorSpec, contiguous
 from unigraph.ir import Graph
+from unigraph.names import unique_name
 from unigraph.params import ParamEntry, flatten_variables
 
 #: torch leaf names of Flax roles, for conversions that did not come from torch.
@@ -98,7 +99,8 @@ def torch_tensors(conv: Converted) -> list[TorchTensor]:
             name = _derived_name(var.path, entry)
             perm = _torch_perm(entry.role if entry else None, users.get(value), stored.rank)
             dtype, aliases = stored.dtype, ()
-        name = _unique(name, taken)
+        name = unique_name(name, taken)
+        taken.add(name)
         shape = stored.shape if perm is None else tuple(stored.shape[i] for i in np.argsort(perm))
         plan.append(TorchTensor(value, var.key, name, perm, tuple(shape), dtype, var.collection != "params", aliases))
     return plan
@@ -142,15 +144,6 @@ def _torch_perm(role: str | None, user: tuple[str, int] | None, rank: int) -> tu
     if op == "conv_transpose":
         return (*range(2, rank), 0, 1)  # (in, out/g, *k) -> (*k, in, out/g)
     return None
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    candidate, i = name, 1
-    while candidate in taken:
-        i += 1
-        candidate = f"{name}_{i}"
-    taken.add(candidate)
-    return candidate
 
 
 def state_dict_arrays(conv: Converted) -> dict[str, np.ndarray]:

@@ -12,11 +12,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import sys
 import textwrap
-from pathlib import Path
 
 from unigraph import formats
 from unigraph.errors import (

@@ -23,6 +23,7 @@ from unigraph.dtypes import dtype_name, numpy_dtype
 from unigraph.errors import LoweringError
 from unigraph.interpreter import infer_types
 from unigraph.ir import Graph, Node, Source, TensorType, Variable
+from unigraph.names import unique_name
 from unigraph.ops import REGISTRY
 from unigraph.ops.registry import freeze
 from unigraph.params import ParamEntry, ParamMap, leaf_name, module_path
@@ -89,11 +90,7 @@ class Builder:
 
     def fresh(self, hint: str | None = None) -> str:
         base = (hint or self.name_hint).replace("/", "_").replace(".", "_") or "v"
-        name, i = base, 0
-        while name in self.types:
-            i += 1
-            name = f"{base}_{i}"
-        return name
+        return unique_name(base, self.types)
 
     # ---- values --------------------------------------------------------------------------
 
@@ -218,7 +215,7 @@ class Builder:
 
     def emit(self, op: str, *inputs: TensorRef | None, n_out: int = 1, **attrs):
         """Adds a node; returns its output ``TensorRef`` (a tuple when ``n_out > 1``)."""
-        opdef = REGISTRY.get(op)
+        opdef = REGISTRY[op]
         attrs = {k: freeze(v) for k, v in attrs.items()}
         problems = opdef.check_attrs(attrs)
         if problems:

@@ -57,6 +57,7 @@ from unigraph.errors import CheckpointError, ExportError, first_line
 from unigraph.frontends.jaxpr import BATCH, JaxVariable, trace, translate
 from unigraph.io import sniff
 from unigraph.ir import Source
+from unigraph.names import unique_name
 from unigraph.signature import as_array
 
 #: Keras variable leaf names → (Flax leaf name, parameter role).
@@ -227,19 +228,12 @@ def keras_variables(
             collection = "batch_stats"
         else:
             collection = "constant"
-        path = (*parents, _unique(flax_leaf, taken_leaves[(collection, *parents)]))
-        out.append(JaxVariable(path, collection, role, np.asarray(value), _unique(name, taken_names)))
+        leaf = unique_name(flax_leaf, taken_leaves[(collection, *parents)])
+        source_name = unique_name(name, taken_names)
+        taken_leaves[(collection, *parents)].add(leaf)
+        taken_names.add(source_name)
+        out.append(JaxVariable((*parents, leaf), collection, role, np.asarray(value), source_name))
     return out
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    """``name``, or ``name_1``, ``name_2``… if taken; the result is added to ``taken``."""
-    candidate, i = name, 0
-    while candidate in taken:
-        i += 1
-        candidate = f"{name}_{i}"
-    taken.add(candidate)
-    return candidate
 
 
 def _symbolic_inputs(model):

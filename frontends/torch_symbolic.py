@@ -17,6 +17,7 @@ import torch
 from torch.utils._sympy import functions as F
 
 from unigraph import dims
+from unigraph.names import unique_name
 
 
 class SymbolNames:
@@ -29,12 +30,7 @@ class SymbolNames:
     def name(self, symbol: sympy.Symbol, preferred: str) -> None:
         if symbol in self._names:
             return
-        taken = set(self._names.values())
-        name, i = preferred, 1
-        while name in taken:
-            i += 1
-            name = f"{preferred}_{i}"
-        self._names[symbol] = name
+        self._names[symbol] = unique_name(preferred, set(self._names.values()))
 
     @property
     def names(self) -> Mapping[sympy.Symbol, str]:
