@@ -142,7 +142,7 @@ def from_jax(dim) -> Dim:
         return dim
     try:
         return operator.index(dim)
-    except Exception:
+    except TypeError:  # symbolic: its expression
         return str(dim)
 
 
@@ -177,10 +177,12 @@ def same_dim(a: Dim, b: Dim, scope: SymbolicScope | None = None) -> bool:
         return a == b
     if a == b:
         return True
+    from jax.errors import InconclusiveDimensionOperation
+
     scope = scope or SymbolicScope()
     try:
         return bool(scope.dim(a) == scope.dim(b))
-    except Exception:
+    except InconclusiveDimensionOperation:  # not provably equal
         return False
 
 
