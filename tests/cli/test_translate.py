@@ -3,9 +3,14 @@
 The batch is 20 checkpoints of ``tests.cli.models.CNN`` (seeds 0-19) saved as
 safetensors, two of them damaged (one truncated, one with a tensor of the wrong
 shape). The command runs as from a shell (``run_cli``), killed midway with
-SIGKILL and SIGINT (``UNIGRAPH_TRANSLATE_DELAY_S`` slows each file so that the
-kill lands while it works); the manifest's bookkeeping runs in this process
-through ``unigraph.cli.translate``.
+SIGKILL and SIGINT; the manifest's bookkeeping runs in this process through
+``unigraph.cli.translate``.
+
+To have the kill land while files are staged and half-written, the killed runs
+are slowed from the outside: ``tests/cli/slow_writes/sitecustomize.py``, first
+on the ``PYTHONPATH`` of that ``unigraph`` process alone, makes every process
+of the run (workers included) sleep ``SLOW_WRITES_DELAY_S`` seconds before each
+file's first tensor, its header written (the product has no test hooks).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ N = 20
 TRUNCATED, WRONG_SHAPE = 7, 13
 GOOD = [k for k in range(N) if k not in (TRUNCATED, WRONG_SHAPE)]
 ARCH = ["--arch", "tests.cli.models:cnn", "--input-shape", "2x3x16x16"]
-DELAY = "UNIGRAPH_TRANSLATE_DELAY_S"
+SLOW_WRITES = Path(__file__).with_name("slow_writes")  # its sitecustomize.py slows each file's writing
 
 
 def name(k: int) -> str:
@@ -154,23 +159,46 @@ def test_a_rerun_translates_nothing_and_reports_the_same_failures(batch, first_a
 
 
 def start(batch: Path, out: Path, *args, delay: float) -> subprocess.Popen:
+    """``unigraph translate`` with each file sleeping ``delay`` s before its first tensor (``slow_writes``)."""
+    path = os.pathsep.join(p for p in (str(SLOW_WRITES), os.environ.get("PYTHONPATH")) if p)
     return subprocess.Popen(
         [str(UNIGRAPH), "translate", str(batch), "-o", str(out), *ARCH, "-q", *map(str, args)],
-        cwd=REPO, env={**os.environ, DELAY: str(delay)},
+        cwd=REPO, env={**os.environ, "PYTHONPATH": path, "SLOW_WRITES_DELAY_S": str(delay)},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
-def wait_for_outputs(process: subprocess.Popen, out: Path, count: int, timeout: float = 120) -> None:
-    """Waits until ``count`` outputs are in place (the run still going)."""
+def staged(out: Path) -> dict[str, int]:
+    """The staged outputs (``.run05.safetensors.1f2e3d4c.partial``) that hold bytes, with their sizes."""
+    found = {}
+    for n in os.listdir(out):
+        if n.startswith(".") and n.endswith(".partial"):
+            try:
+                size = (out / n).stat().st_size
+            except FileNotFoundError:  # committed or discarded meanwhile
+                continue
+            if size:
+                found[n] = size
+    return found
+
+
+def output_of(staging: str) -> str:
+    """``.run05.safetensors.1f2e3d4c.partial`` -> ``run05.safetensors``."""
+    return staging[1:].rsplit(".", 2)[0]
+
+
+def wait_in_flight(process: subprocess.Popen, out: Path, count: int, timeout: float = 120) -> set[str]:
+    """Waits until ``count`` outputs are in place and a file is in flight (staged, its header written,
+    the run still going); returns the outputs in flight."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if out.is_dir() and sum(not n.startswith(".") and n != translate.MANIFEST for n in os.listdir(out)) >= count:
-            return
+            if in_flight := staged(out):
+                return {output_of(n) for n in in_flight}
         assert process.poll() is None, process.communicate()
-        time.sleep(0.05)
+        time.sleep(0.02)
     process.kill()
-    raise AssertionError(f"no {count} outputs in {timeout} s: {process.communicate()}")
+    raise AssertionError(f"no {count} outputs and a file in flight in {timeout} s: {process.communicate()}")
 
 
 def descendants(pid: int) -> list[int]:
@@ -196,8 +224,9 @@ def test_sigkill_midway_then_a_rerun_loses_nothing_and_redoes_nothing(batch, con
     """Killed with SIGKILL while two workers translate; the re-run (parallel too) finishes the rest."""
     out = tmp_path / "out"
     process = start(batch, out, "-j", "2", delay=0.4)
-    wait_for_outputs(process, out, 4)
+    wait_in_flight(process, out, 4)
     workers = descendants(process.pid)
+    assert len(workers) >= 3, workers  # the forkserver, the two workers (and the resource tracker)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)  # the pipes close once every process holding them is gone
     deadline = time.monotonic() + 30
@@ -205,7 +234,11 @@ def test_sigkill_midway_then_a_rerun_loses_nothing_and_redoes_nothing(batch, con
         time.sleep(0.05)
     assert not any(alive(p) for p in workers), "a worker outlived the killed run"
     before = {n: t for n, t in outputs(out).items() if not n.startswith(".") and n != translate.MANIFEST}
-    assert len(before) >= 4
+    assert 4 <= len(before) < len(GOOD)
+    complete = (out / next(iter(before))).stat().st_size
+    left = staged(out)
+    assert any(size < complete for size in left.values()), (left, complete)  # killed with a file half-written
+    assert not {output_of(n) for n in left} & set(before)
     (out / f".{name(GOOD[-1])}.safetensors.0badf00d.partial").write_bytes(b"half")  # as a kill mid-file leaves
 
     report = tmp_path / "report.json"
@@ -228,15 +261,16 @@ def test_sigkill_midway_then_a_rerun_loses_nothing_and_redoes_nothing(batch, con
 
 def test_ctrl_c_midway_stops_cleanly_and_a_rerun_finishes(batch, tmp_path):
     out = tmp_path / "out"
-    process = start(batch, out, "-j", "1", delay=0.3)
-    wait_for_outputs(process, out, 3)
+    process = start(batch, out, "-j", "1", delay=0.5)
+    in_flight = wait_in_flight(process, out, 3)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stdout + stderr
     assert "unigraph: interrupted" in stderr and "Traceback" not in stderr
     names = os.listdir(out)
-    assert not [n for n in names if n.startswith(".")], names  # the file in progress was discarded
+    assert not [n for n in names if n.startswith(".")], names  # the file in progress was discarded...
     before = {n: t for n, t in outputs(out).items() if n != translate.MANIFEST}
+    assert not in_flight & set(before), (in_flight, sorted(before))  # ...not finished
     assert 3 <= len(before) < len(GOOD)
 
     result = run_cli("translate", batch, "-o", out, *ARCH, "-j", "1", "-q")
