@@ -33,7 +33,7 @@ from unigraph.backends.torch_ops import LOWERINGS
 from unigraph.backends.torch_params import torch_tensors
 from unigraph.converted import Converted
 from unigraph.ir import Graph, Node
-from unigraph.ops import REGISTRY
+from unigraph.ops import REGISTRY, OpDef
 
 #: Names the generated file defines at module level; lowerings may use these only.
 _MODULE_NAMES = {"torch": "torch", "torch.nn.functional": "F", "torch.nn": "nn", "math": "math"}
@@ -213,7 +213,7 @@ class _Generator:
         """``batch = input_ids.shape[0]`` for each symbol a symbolic attribute uses."""
         used = set()
         for node in self.graph.nodes:
-            opdef = REGISTRY.get(node.op)
+            opdef = REGISTRY[node.op]
             for key, value in node.attrs.items():
                 attr = opdef.attrs.get(key)
                 if attr is not None and attr.symbolic:
@@ -255,7 +255,8 @@ class _Generator:
         if fn is None:
             raise NotImplementedError(f"op {node.op!r} has no torch lowering ({node.source})")
         args = [self._value(n) for n in node.inputs]
-        attrs = {k: self._attr(node, k, v) for k, v in node.attrs.items()}
+        opdef = REGISTRY[node.op]
+        attrs = {k: self._attr(opdef, k, v) for k, v in opdef.with_defaults(node.attrs).items()}
         if not fn.__module__.startswith("unigraph."):  # a torch function registered as is
             return f"{_qualified(fn)}({', '.join(args + [f'{k}={v}' for k, v in attrs.items()])})"
         inlined = _inline(fn, args, attrs, self.helpers)
@@ -264,9 +265,8 @@ class _Generator:
         name = self.helpers.emit(fn)
         return f"{name}({', '.join(args + [f'{k}={v}' for k, v in attrs.items()])})"
 
-    def _attr(self, node: Node, key: str, value: Any) -> str:
-        attr = REGISTRY.get(node.op).attrs.get(key)
-        if attr is not None and attr.symbolic:
+    def _attr(self, opdef: OpDef, key: str, value: Any) -> str:
+        if opdef.attrs[key].symbolic:
             return _symbolic_literal(value, lambda s: self.ids("sym:" + s))
         return _literal(value)
 
@@ -380,26 +380,34 @@ def _inline(fn: Callable, args: list[str], attrs: dict[str, str], helpers: _Help
     body = _body(func)
     if len(body) != 1 or not isinstance(body[0], ast.Return) or body[0].value is None:
         return None
-    mapping = _bind(fn, func, args, attrs)
+    mapping = _bind(fn, args, attrs)
     expression = copy.deepcopy(body[0].value)
     rename = helpers.renamer(fn, constants_inline=True)
     expression = _Substitute(mapping, rename, _bound_names(expression)).visit(expression)
     return ast.unparse(_Fold().visit(expression))
 
 
-def _bind(fn: Callable, func: ast.FunctionDef, args: list[str], attrs: dict[str, str]) -> dict[str, str]:
-    """Source expression of every parameter of the lowering for this call."""
-    signature = inspect.signature(fn)
+def _bind(fn: Callable, args: list[str], attrs: dict[str, str]) -> dict[str, str]:
+    """Source expression of every parameter of the lowering for this call.
+
+    ``attrs`` holds every attribute of the op, defaults filled from its schema:
+    nothing is taken from the lowering's own defaults, so a lowering whose
+    defaults drifted from the op's cannot change what the generated code does
+    (``tests/ops/test_signatures.py`` keeps the two signatures equal). An
+    optional tensor input the node leaves out is ``None``.
+    """
     mapping: dict[str, str] = {}
     positional = iter(args)
-    for p in signature.parameters.values():
+    for p in inspect.signature(fn).parameters.values():
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            mapping[p.name] = next(positional, None) or _literal(p.default)
+            mapping[p.name] = next(positional, "None")
         elif p.kind is p.VAR_POSITIONAL:
             rest = list(positional)
             mapping[p.name] = "(" + ", ".join(rest) + ("," if len(rest) == 1 else "") + ")"
         elif p.kind is p.KEYWORD_ONLY:
-            mapping[p.name] = attrs.get(p.name, _literal(p.default))
+            if p.name not in attrs:
+                raise TypeError(f"torch lowering {fn.__qualname__} takes {p.name}=, which its op has no attribute for")
+            mapping[p.name] = attrs[p.name]
     return mapping
 
 

@@ -557,7 +557,7 @@ class Translator:
         hint = "_".join(p for p in (source.module.rsplit("/", 1)[-1], name) if p)
         self.b.name_hint = re.sub(r"\W+", "_", hint).strip("_")
         ins = [frame.read(v) for v in eqn.invars]
-        handler = HANDLERS.lookup(name)
+        handler = HANDLERS.get(name)
         folded = self._fold(eqn, ins, must=handler is None)
         if folded is not None:
             return folded
@@ -650,7 +650,7 @@ class Translator:
             if _foldable(eqn) and all(isinstance(v, Literal) or v in constant for v in eqn.invars):
                 constant.update(eqn.outvars)
                 continue
-            if HANDLERS.lookup(eqn.primitive.name) is None:
+            if HANDLERS.get(eqn.primitive.name) is None:
                 found.setdefault(eqn.primitive.name, []).append(_where(self.source(eqn, scope)))
                 continue
             inner = Scope(self._module(eqn, scope), scope.calls, self.source(eqn, scope).location)

@@ -25,7 +25,7 @@ from torch.export.graph_signature import InputKind, OutputKind
 from torch.utils import _pytree as pytree
 
 from unigraph.frontends.builder import short_path
-from unigraph.frontends.torch_ops import HANDLERS, Builder, SourceTensor, TensorRef
+from unigraph.frontends.torch_ops import Builder, SourceTensor, TensorRef, handler_for
 from unigraph.frontends.torch_ops.common import dtype_name
 from unigraph.frontends.torch_symbolic import SymbolNames
 from unigraph.frontends.torch_tensors import as_tensor, to_numpy
@@ -292,7 +292,7 @@ def _targets_without_handler(program: ExportedProgram) -> set:
     return {
         n.target
         for n in program.graph.nodes
-        if n.op == "call_function" and _needs_handler(n) and HANDLERS.lookup(n.target) is None
+        if n.op == "call_function" and _needs_handler(n) and handler_for(n.target) is None
     }
 
 
@@ -310,7 +310,7 @@ def unsupported_ops(program: ExportedProgram) -> list[UnsupportedOp]:
     """Every op of the program without a handler, with every place it is used."""
     found: dict[str, list[str]] = {}
     for node in program.graph.nodes:
-        if node.op == "call_function" and _needs_handler(node) and HANDLERS.lookup(node.target) is None:
+        if node.op == "call_function" and _needs_handler(node) and handler_for(node.target) is None:
             source = _source(node)
             found.setdefault(_op_name(node.target), []).append(source.location or source.module or node.name)
     for spec in program.graph_signature.input_specs:
@@ -408,7 +408,7 @@ def _translate_node(b: Builder, node: torch.fx.Node, env: dict, symbols: SymbolN
         return symbols.dim(val)
     if isinstance(val, (torch.SymBool, torch.SymFloat, bool, float)):
         return val
-    handler = HANDLERS.lookup(node.target)
+    handler = handler_for(node.target)
     b.source = _source(node)
     b.name_hint = node.name
     args = [_arg(a, env) for a in node.args]

@@ -123,10 +123,10 @@ def test_registry_reads_the_schema_from_the_signature():
     assert opdef.resolve({"axes": (1,), "shape": ("2*batch", -1)}, {"batch": 3}) == {
         "axes": (1,), "shape": (6, -1), "scale": 1.0,
     }
-    registry = Registry()
-    registry.register(opdef)
+    registry = Registry("op")
+    registry.register(opdef.name, opdef)
     with pytest.raises(ValueError, match="registered twice"):
-        registry.register(opdef)
+        registry.register(opdef.name, opdef)
 
 
 def test_attribute_conformance():

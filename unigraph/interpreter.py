@@ -101,7 +101,7 @@ def run(
 
 
 def _run_node(graph: Graph, node: Node, env: dict, symbols: Mapping) -> tuple:
-    opdef = REGISTRY.get(node.op)
+    opdef = REGISTRY[node.op]
     args = [env[n] if n is not None else None for n in node.inputs]
     try:
         attrs = opdef.resolve(node.attrs, symbols)
@@ -157,7 +157,7 @@ def infer_types(
     through reshapes and broadcasts as an expression; 64-bit dtypes are kept.
     """
     scope = scope or dims.SymbolicScope()
-    opdef = REGISTRY.get(op)
+    opdef = REGISTRY[op]
     specs = [
         None if t is None else jax.ShapeDtypeStruct(scope.shape(t.shape), numpy_dtype(t.dtype))
         for t in input_types

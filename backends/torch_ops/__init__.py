@@ -21,35 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-
-class LoweringTable:
-    """torch lowerings by op name; each op lowered once."""
-
-    def __init__(self):
-        self._lowerings: dict[str, Callable] = {}
-
-    def register(self, op: str, fn: Callable) -> None:
-        if op in self._lowerings:
-            raise ValueError(f"op {op!r} has two torch lowerings")
-        self._lowerings[op] = fn
-
-    def get(self, op: str) -> Callable | None:
-        return self._lowerings.get(op)
-
-    def ops(self) -> list[str]:
-        return sorted(self._lowerings)
+from unigraph.registry import Registry
 
 
-LOWERINGS = LoweringTable()
+LOWERINGS: Registry[str, Callable] = Registry("torch lowering")
 
 
 def lowers(*ops: str) -> Callable[[Callable], Callable]:
-    def register(fn: Callable) -> Callable:
-        for op in ops:
-            LOWERINGS.register(op, fn)
-        return fn
-
-    return register
+    """Registers the decorated function as the torch lowering of each op."""
+    return LOWERINGS.registers(*ops)
 
 
 from unigraph.backends.torch_ops import (  # noqa: E402,F401  (importing registers the lowerings)

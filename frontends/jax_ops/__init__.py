@@ -20,35 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-
-class HandlerTable:
-    """Primitive names to handlers; each name registered once."""
-
-    def __init__(self):
-        self._handlers: dict[str, Callable] = {}
-
-    def register(self, name: str, fn: Callable) -> None:
-        if name in self._handlers:
-            raise ValueError(f"primitive {name!r} has two handlers")
-        self._handlers[name] = fn
-
-    def lookup(self, name: str) -> Callable | None:
-        return self._handlers.get(name)
-
-    def names(self) -> list[str]:
-        return sorted(self._handlers)
+from unigraph.registry import Registry
 
 
-HANDLERS = HandlerTable()
+HANDLERS: Registry[str, Callable] = Registry("JAX primitive handler")
 
 
 def handles(*names: str) -> Callable[[Callable], Callable]:
-    def register(fn: Callable) -> Callable:
-        for name in names:
-            HANDLERS.register(name, fn)
-        return fn
-
-    return register
+    """Registers the decorated handler for each JAX primitive name."""
+    return HANDLERS.registers(*names)
 
 
 # Importing the families registers their handlers.
@@ -63,4 +43,4 @@ from unigraph.frontends.jax_ops import (  # noqa: E402,F401
     shape,
 )
 
-__all__ = ["HANDLERS", "HandlerTable", "handles"]
+__all__ = ["HANDLERS", "handles"]

@@ -21,38 +21,26 @@ from collections.abc import Callable
 import torch
 
 from unigraph.frontends.builder import Builder, SourceTensor, TensorRef
+from unigraph.registry import Registry
 
 aten = torch.ops.aten
 
 
-class HandlerTable:
-    """ATen overloads and overload packets to handlers; each registered once."""
-
-    def __init__(self):
-        self._handlers: dict = {}
-
-    def register(self, target, fn: Callable) -> None:
-        if target in self._handlers:
-            raise ValueError(f"{target} has two handlers")
-        self._handlers[target] = fn
-
-    def lookup(self, target) -> Callable | None:
-        fn = self._handlers.get(target)
-        if fn is None and hasattr(target, "overloadpacket"):
-            fn = self._handlers.get(target.overloadpacket)
-        return fn
-
-
-HANDLERS = HandlerTable()
+#: ATen overloads (``aten.add.Tensor``) or whole overload packets (``aten.add``) to handlers.
+HANDLERS: Registry = Registry("ATen handler")
 
 
 def handles(*targets) -> Callable[[Callable], Callable]:
-    def register(fn: Callable) -> Callable:
-        for target in targets:
-            HANDLERS.register(target, fn)
-        return fn
+    """Registers the decorated handler for each ATen overload or overload packet."""
+    return HANDLERS.registers(*targets)
 
-    return register
+
+def handler_for(target) -> Callable | None:
+    """The handler of an ATen overload: registered for the overload itself, else for its packet."""
+    fn = HANDLERS.get(target)
+    if fn is None and hasattr(target, "overloadpacket"):
+        fn = HANDLERS.get(target.overloadpacket)
+    return fn
 
 
 # Importing the families registers their handlers.
@@ -71,4 +59,4 @@ from unigraph.frontends.torch_ops import (  # noqa: E402,F401
     shape,
 )
 
-__all__ = ["HANDLERS", "Builder", "SourceTensor", "TensorRef", "aten", "handles"]
+__all__ = ["HANDLERS", "Builder", "SourceTensor", "TensorRef", "aten", "handler_for", "handles"]

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, Union
 
 from unigraph import dims
+from unigraph.registry import Registry
 
 SYMBOLIC = "symbolic"
 SymDim = Annotated[Union[int, str], SYMBOLIC]
@@ -79,15 +80,20 @@ class OpDef:
                 )
         return problems
 
+    def with_defaults(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
+        """Every attribute of the op: its value in ``attrs``, else the schema's default.
+
+        The schema is the one source of defaults: the torch code generator
+        fills attributes from here too, not from its lowerings' signatures.
+        """
+        return {name: attrs.get(name, attr.default) for name, attr in self.attrs.items()}
+
     def resolve(self, attrs: Mapping[str, Any], env: Mapping[str, Any]) -> dict[str, Any]:
         """``attrs`` with defaults filled in and dimension expressions evaluated in ``env``."""
-        out = {}
-        for attr in self.attrs.values():
-            value = attrs.get(attr.name, attr.default)
-            if attr.symbolic and value is not None:
-                value = _evaluate(value, env)
-            out[attr.name] = value
-        return out
+        return {
+            name: _evaluate(value, env) if self.attrs[name].symbolic and value is not None else value
+            for name, value in self.with_defaults(attrs).items()
+        }
 
 
 def _evaluate(value, env):
@@ -96,42 +102,12 @@ def _evaluate(value, env):
     return dims.evaluate(value, env) if isinstance(value, str) else value
 
 
-class Registry:
-    """Op definitions by name; registering a name twice is an error."""
-
-    def __init__(self):
-        self._ops: dict[str, OpDef] = {}
-
-    def register(self, opdef: OpDef) -> None:
-        if opdef.name in self._ops:
-            raise ValueError(f"op {opdef.name!r} is registered twice")
-        self._ops[opdef.name] = opdef
-
-    def get(self, name: str) -> OpDef:
-        try:
-            return self._ops[name]
-        except KeyError:
-            raise KeyError(f"unknown op {name!r}") from None
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._ops
-
-    def names(self) -> list[str]:
-        return sorted(self._ops)
-
-
-REGISTRY = Registry()
+REGISTRY: Registry[str, OpDef] = Registry("op")
 
 
 def op(name: str, *aliases: str) -> Callable[[Callable], Callable]:
     """Registers the decorated JAX lowering as op ``name`` (and each alias)."""
-
-    def register(fn: Callable) -> Callable:
-        for n in (name, *aliases):
-            REGISTRY.register(_opdef(n, fn))
-        return fn
-
-    return register
+    return REGISTRY.registers(name, *aliases, build=_opdef)
 
 
 def _opdef(name: str, fn: Callable) -> OpDef:
