@@ -16,6 +16,7 @@ check``: an output is run as it will be used.
 from __future__ import annotations
 
 import hashlib
+import importlib.machinery
 import importlib.util
 import os
 from collections.abc import Mapping
@@ -269,10 +270,11 @@ def _read_torch(path: Path) -> dict:
 
 def _source_module(path: Path):
     """An instance of the ``Model`` class a torch source file defines (the file ``to_torch_source`` writes)."""
-    spec = importlib.util.spec_from_file_location(f"unigraph_checked_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
+    name = f"unigraph_checked_{path.stem}"
+    loader = importlib.machinery.SourceFileLoader(name, str(path))  # whatever the file's suffix
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
     try:
-        spec.loader.exec_module(module)
+        loader.exec_module(module)
         return module.Model()
     except Exception as e:  # the file's own code can raise anything
         raise CheckpointError(f"{path}: not a torch source file unigraph wrote ({type(e).__name__}: {first_line(e)})") from None

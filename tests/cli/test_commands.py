@@ -249,6 +249,70 @@ def test_a_hugging_face_bin_that_needs_unpickling_is_refused(hf_bin_folder, tmp_
     assert not (tmp_path / "bert.ug").exists()
 
 
+class Opens:
+    """Unpickled, it creates a file: what a pickle that runs code on loading could do."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_a_pt2_whose_sample_inputs_run_code_is_refused_without_running_it(pt2_file, tmp_path, capsys):
+    """torch.export.load retries a pickle that weights_only refuses with full unpickling: unigraph
+    refuses such an archive before torch sees it."""
+    import io
+    import zipfile
+
+    evil, marker = tmp_path / "evil.pt2", tmp_path / "ran"
+    with zipfile.ZipFile(pt2_file) as source, zipfile.ZipFile(evil, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if "/data/sample_inputs/" in item.filename:
+                buffer = io.BytesIO()
+                torch.save(((Opens(str(marker)),), {}), buffer)
+                data = buffer.getvalue()
+            target.writestr(item, data)
+    assert main(["convert", str(evil), "-o", str(tmp_path / "cnn.ug")]) == 2
+    error_line(capsys.readouterr().err, evil, "refused", "--trust-pickle")
+    assert not marker.exists() and not (tmp_path / "cnn.ug").exists()
+
+
+FACTORY_FILE = """
+import torch
+
+
+def make():
+    return torch.nn.Linear(4, 2).eval(), (torch.randn(2, 4),)
+"""
+
+
+def test_a_command_leaves_the_process_as_it_found_it(hf_folder, tmp_path, monkeypatch):
+    """``main()`` called from Python: the environment, ``sys.path`` and torch's global generator are
+    the caller's again when it returns (a factory imported from the current directory, Keras's
+    backend chosen for the command, an architecture built with seeded random weights)."""
+    import os
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "local_models.py").write_text(FACTORY_FILE)
+    arch, runs = tmp_path / "arch", tmp_path / "runs"
+    arch.mkdir()
+    shutil.copy(hf_folder / "config.json", arch)  # an architecture without weights: built with seeded random ones
+    runs.mkdir()
+    shutil.copytree(hf_folder, runs / "bert")
+    environment, path = dict(os.environ), list(sys.path)
+    assert main(["convert", "local_models:make", "-o", str(tmp_path / "linear.ug")]) == 0
+    assert "local_models" in sys.modules
+    generator = torch.random.get_rng_state()  # (the factory above draws its own weights from it)
+    assert main(["translate", str(runs), "-o", str(tmp_path / "out"), "--arch", str(arch), "-j", "1", "-q"]) == 0
+    assert (tmp_path / "out" / "bert.safetensors").is_file()
+    assert dict(os.environ) == environment
+    assert sys.path == path
+    assert torch.equal(torch.random.get_rng_state(), generator)
+
+
 CUSTOM_CODE = '''
 from pathlib import Path
 

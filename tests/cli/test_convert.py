@@ -21,9 +21,10 @@ from tests.cli.conftest import hf_model, quiet, run_cli
 from tests.cli.models import CNN
 from unigraph import api
 from unigraph.cli import main
+from unigraph.formats import FORMATS
 from unigraph.params import flatten_variables
 
-TARGETS = ("savedmodel", "torch", "safetensors", "orbax", "ug")
+TARGETS = tuple(FORMATS)  # every format of the vocabulary, from every source
 TORCH_SOURCES = ("pt2", "hf", "hf_bin", "factory", "ug")  # hf_bin (pytorch_model.bin) only reads differently
 KERAS_SOURCES = ("keras", "h5")
 keras_frontend = pytest.mark.xfail(
