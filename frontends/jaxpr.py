@@ -419,7 +419,7 @@ def translate(
     try:
         in_refs = [b.input(name, aval_type(var.aval)) for name, var in zip(input_names, jaxpr.invars[len(variables):])]
     except Unsupported as e:
-        raise UnsupportedOpError([UnsupportedOp(f"model input ({e})", tuple(input_names))], framework="the JAX")
+        raise UnsupportedOpError([UnsupportedOp(f"model input ({e})", tuple(input_names))], framework="the JAX") from None
     consts = [translator.constant(np.asarray(c)) for c in closed_jaxpr.consts]
     outs = translator.run(jaxpr, consts, var_refs + in_refs, Scope())
     out_names = [b.value(r) for r in outs]
