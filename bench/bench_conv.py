@@ -97,7 +97,7 @@ def _table(title, cases, conv):
 
 
 def main() -> int:
-    conv = REGISTRY.get("conv").jax
+    conv = REGISTRY["conv"].jax
     options = convolution_options()
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), jax {jax.__version__} on {jax.devices()[0]}")
     print(f"compiler options for graphs with convolutions: {options or 'none apply here'}")

@@ -158,7 +158,7 @@ def test_channels_last_matches_channels_first(name):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 4, 9, 7)).astype(np.float32)
     weights = [rng.standard_normal(s).astype(np.float32) for s in param_shapes]
-    lowering = REGISTRY.get(name).jax
+    lowering = REGISTRY[name].jax
     first = lowering(x, *weights, **attrs)
     last = lowering(np.moveaxis(x, 1, -1), *weights, channels_last=True, **attrs)
     for a, b in zip(*(o if isinstance(o, tuple) else (o,) for o in (first, last))):

@@ -199,6 +199,6 @@ def test_pool_padding_torch_cannot_take_exports_with_dynamic_spatial_dims(op, at
         x = random_tensor(*shape, seed=1)
         got = program(x)
         with jax.enable_x64(True):
-            want = REGISTRY.get(op).jax(x.numpy(), **attrs)
+            want = REGISTRY[op].jax(x.numpy(), **attrs)
         for g, w in zip(*(o if isinstance(o, tuple) else (o,) for o in (got, want))):
             np.testing.assert_allclose(g.numpy(), np.asarray(w), rtol=1e-5, atol=1e-6, err_msg=str(shape))

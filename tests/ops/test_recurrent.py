@@ -140,7 +140,7 @@ def test_symbolic_sequence_length():
     assert out.shape == ("seq", "batch", 2 * HIDDEN) and h_n.shape == (4, "batch", HIDDEN)
 
     def run(x, h0):
-        return REGISTRY.get("gru").jax(x, h0, *weights, num_layers=2, bidirectional=True)
+        return REGISTRY["gru"].jax(x, h0, *weights, num_layers=2, bidirectional=True)
 
     seq, batch = export.symbolic_shape("seq, batch")
     exported = export.export(jax.jit(run))(
