@@ -33,6 +33,7 @@ from unigraph.backends.torch_ops import LOWERINGS
 from unigraph.backends.torch_params import torch_tensors
 from unigraph.converted import Converted
 from unigraph.ir import Graph, Node
+from unigraph.names import unique_name
 from unigraph.ops import REGISTRY, OpDef
 
 #: Names the generated file defines at module level; lowerings may use these only.
@@ -82,10 +83,7 @@ class _Identifiers:
             base = re.sub(r"\W", "_", name) or "v"
             if base[0].isdigit():
                 base = f"v{base}"
-            candidate, i = base, 1
-            while candidate in self._taken:
-                i += 1
-                candidate = f"{base}_{i}"
+            candidate = unique_name(base, self._taken)
             self._taken.add(candidate)
             self._by_name[name] = candidate
         return self._by_name[name]

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import string
 
+from jax.errors import InconclusiveDimensionOperation
+
 from unigraph.frontends.builder import TensorRef
 from unigraph.frontends.jax_ops import handles
 from unigraph.frontends.jax_ops.common import ints
@@ -71,7 +73,7 @@ def _same(a: tuple, b: tuple) -> bool:
     """Whether two JAX shapes (of one jaxpr, so in one symbolic scope) are equal."""
     try:
         return len(a) == len(b) and all(bool(x == y) for x, y in zip(a, b))
-    except Exception:  # symbolic sizes JAX cannot compare
+    except InconclusiveDimensionOperation:  # symbolic sizes JAX cannot prove equal
         return False
 
 
