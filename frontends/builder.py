@@ -26,7 +26,7 @@ from unigraph.ir import Graph, Node, Source, TensorType, Variable
 from unigraph.names import unique_name
 from unigraph.ops import REGISTRY
 from unigraph.ops.registry import freeze
-from unigraph.params import ParamEntry, ParamMap, leaf_name, module_path
+from unigraph.params import ParamEntry, ParamMap, leaf_name, module_path, nest_variables
 
 
 @dataclasses.dataclass(eq=False)
@@ -260,13 +260,7 @@ class Builder:
         ).validate()
 
     def variable_tree(self) -> dict:
-        tree: dict = {}
-        for name, var in self.variables.items():
-            node = tree.setdefault(var.collection, {})
-            for key in var.path[:-1]:
-                node = node.setdefault(key, {})
-            node[var.path[-1]] = self.variable_arrays[name]
-        return tree
+        return nest_variables({var.key: self.variable_arrays[name] for name, var in self.variables.items()})
 
     def param_map(self) -> ParamMap:
         return ParamMap(self.entries)

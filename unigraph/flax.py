@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from unigraph import interpreter, signature
 from unigraph.dtypes import jax_dtype
 from unigraph.ir import Graph, TensorType
+from unigraph.params import nest_variables
 
 
 def run(graph: Graph, variables, inputs, precision: str | None = "highest"):
@@ -59,13 +60,7 @@ class GraphModule(nn.Module):
 
 def _top_level(graph: Graph) -> dict[str, dict]:
     """``{collection: {top-level key: nested TensorTypes}}`` of the graph's variables."""
-    out: dict[str, dict] = {}
-    for var, t in graph.variable_types():
-        node = out.setdefault(var.collection, {})
-        for key in var.path[:-1]:
-            node = node.setdefault(key, {})
-        node[var.path[-1]] = t
-    return out
+    return nest_variables({var.key: t for var, t in graph.variable_types()})
 
 
 def _initializer(types):
