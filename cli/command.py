@@ -1,10 +1,12 @@
 """The ``unigraph`` command: convert, check, inspect and translate models from the shell.
 
 A thin layer of argparse over ``unigraph.cli.sources`` (opening a model),
-``unigraph.cli.targets`` (writing one), ``unigraph.cli.verify`` (checking an output
-against its source) and ``unigraph.cli.translate`` (batches of checkpoints).
-Errors are one line, ``unigraph: error: <file>: <problem>``, never a
-traceback (``--traceback`` shows one).
+``Converted.write`` (writing it in a format of ``unigraph.formats``),
+``unigraph.cli.verify`` (checking an output against its source) and
+``unigraph.cli.translate`` (batches of checkpoints). Errors are one line,
+``unigraph: error: <file>: <problem>``, never a traceback (``--traceback``
+shows one). Importing this module loads argparse and unigraph's errors and
+format table only, so ``--help`` answers before JAX starts.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from unigraph.errors import (
     first_line,
 )
 from unigraph.cli.quiet import import_tensorflow, quiet_frameworks
+from unigraph.native_order import triton_blocked
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # a check failed, some files of a batch failed, inspect found unsupported ops
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if options.command is None:
         parser.print_help(sys.stderr)
         return EXIT_INPUT
-    with quiet_frameworks():
+    with quiet_frameworks(), triton_blocked():  # main() called after the caller loaded TensorFlow: see native_order
         try:
             return options.run(options)
         except KeyboardInterrupt:

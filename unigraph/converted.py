@@ -24,6 +24,11 @@ class Converted:
     - ``conv.module.apply(conv.variables, …)`` is the same by hand.
     - ``conv.param_map`` records, for every variable leaf, the source tensor
       name and the exact layout transform.
+    - ``conv.write(fmt, path)`` writes it in any format of
+      ``unigraph.formats.FORMATS``; each format also has its own method
+      (``to_savedmodel``, ``save_state_dict``, ``to_torch_source``,
+      ``save_safetensors``, ``save_orbax``, ``save``). The writers import
+      their backend when called, not before.
     """
 
     def __init__(
