@@ -2,8 +2,8 @@
 
 The same source serves ``to_torch_source`` (a file a PyTorch team can own)
 and ``to_torch`` (executed in memory). Layers the graph has are written as
-``nn.Linear``, ``nn.Conv2d``, ``nn.LayerNorm``, ``nn.Embedding`` or
-``nn.BatchNorm2d`` where their parameters allow; every other node is a call
+``nn.Linear``, ``nn.ConvNd``, ``nn.LayerNorm``, ``nn.Embedding`` or
+``nn.BatchNormNd`` where their parameters allow; every other node is a call
 of its torch lowering (``backends/torch_ops``): inlined when the lowering is a
 single expression, else copied into the file as a function with the private
 helpers it calls. Parameters and buffers are registered under their

@@ -3,7 +3,7 @@
 Any program JAX can trace converts: the function is traced with
 ``jax.make_jaxpr`` on abstract inputs whose dimension 0 is one symbolic
 ``batch`` (so the graph is batch-dynamic, like torch conversions), and every
-equation of the jaxpr is translated by a handler in ``frontends.jax_ops``:
+equation of the jaxpr is translated by a handler in ``frontends/jax_ops``:
 
 - calls (``jit``, ``custom_jvp_call``, ``jax.checkpoint``, …) are inlined;
   loops with static trip counts are unrolled (Flax ``nn.RNN`` and Keras RNN

@@ -4,8 +4,10 @@ torch's norm kernels compute half-precision inputs in float32 and return the
 input's dtype, as the ops do. Norms over axes torch does not take (a batch
 norm's channel axis other than 1, layer and RMS norms over non-trailing axes,
 channels-last group norms) move those axes into place around the call.
-Statistics (``return_stats``) come from the ``native_*`` functions that
-compute them anyway, in the dtypes the ops give them.
+Statistics (``return_stats``) come from the functions that compute them
+anyway (``native_*``, ``_fused_rms_norm``; a batch norm given running
+statistics returns them, ``1/sqrt(var + epsilon)`` for the variance), in
+the dtypes the ops give them.
 """
 
 from __future__ import annotations

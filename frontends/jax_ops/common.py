@@ -44,13 +44,15 @@ def select(cx: Context, index: TensorRef, cases: Sequence[TensorRef]) -> TensorR
 
 def window_layout(
     rank: int, trivial: Sequence[bool]
-) -> tuple[bool, tuple[int, ...]] | None:
+) -> tuple[bool, tuple[int, ...]]:
     """``(channels_last, spatial_axes)`` for a windowed op whose ``trivial`` axes it leaves alone.
 
     unigraph's pools and convolutions act on the trailing spatial axes
     (channels-first) or on those before a trailing channel axis
-    (channels-last), with leading axes passed through. None when the axes the
-    window touches fit neither layout (a window over the batch axis, say).
+    (channels-last), with leading axes passed through. Every window fits one:
+    the spatial axes run from the first axis the window touches to the last
+    axis, or to the one before it when the window leaves that one alone
+    (channels-last); a window over the batch axis makes it spatial too.
     """
     touched = [a for a in range(rank) if not trivial[a]]
     if not touched:
