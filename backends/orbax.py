@@ -21,14 +21,14 @@ import numpy as np
 
 from unigraph.converted import Converted
 from unigraph.errors import CheckpointError, first_line
+from unigraph.io import sniff
 from unigraph.io.atomic import atomic_directory
 
 
-def save(converted: Converted | Mapping, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Writes the variables of ``converted`` (a ``Converted`` or a variables mapping) to ``path``."""
-    variables = converted.variables if isinstance(converted, Converted) else converted
+def save(converted: Converted, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Writes the variables of ``converted`` to ``path`` (atomically)."""
     with atomic_directory(path, overwrite=overwrite) as staging:
-        write(variables, staging)
+        write(converted.variables, staging)
     return Path(path)
 
 
@@ -45,15 +45,15 @@ def write(variables: Mapping, directory: str | os.PathLike) -> None:
         checkpointer.close()
 
 
-def restore(path: str | os.PathLike, like: Mapping | None = None) -> dict:
-    """The variables saved at ``path``; with ``like``, checked against its structure, shapes and dtypes."""
+def restore(path: str | os.PathLike, like: Mapping) -> dict:
+    """The variables saved at ``path``, checked against ``like``'s structure, shapes and dtypes."""
     import jax
     import orbax.checkpoint as ocp
 
     path = Path(path).absolute()
-    if not (path / "_CHECKPOINT_METADATA").is_file() and not (path / "_METADATA").is_file():
-        raise CheckpointError(f"{path} is not an Orbax checkpoint (it has no _CHECKPOINT_METADATA)")
-    target = None if like is None else jax.tree.map(lambda x: ocp.utils.to_shape_dtype_struct(np.asarray(x)), dict(like))
+    if not sniff.is_orbax(path):
+        raise CheckpointError(f"{path} is not an Orbax checkpoint (it has no _CHECKPOINT_METADATA or _METADATA)")
+    target = jax.tree.map(lambda x: ocp.utils.to_shape_dtype_struct(np.asarray(x)), dict(like))
     checkpointer = ocp.StandardCheckpointer()
     try:
         return checkpointer.restore(path, target)

@@ -237,8 +237,6 @@ class _Generator:
                 if t.perm is not None:
                     read += f".permute{_literal(t.perm)}"
                 self.lines.append(f"{self.ids(name)} = {read}")
-            elif name in self.graph.constants:
-                return f"self.{self.ids(name)}"
         if name in self.graph.constants:
             return f"self.{self.ids(name)}"
         return self.ids(name)
