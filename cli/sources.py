@@ -643,6 +643,9 @@ def _torch_tensors(state_dict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
 
 
 def _open_keras(spec: str, options: Options) -> Source:
+    from unigraph.native_order import before_tensorflow
+
+    before_tensorflow()  # the file may need keras_hub, which loads TensorFlow: triton first (unigraph.native_order)
     with environment(KERAS_BACKEND="jax"):  # a Keras first imported here traces in this process, no worker
         import keras
 

@@ -394,6 +394,9 @@ def _load_failure(path: Path, error: Exception) -> str:
 
 
 def _import_keras():
+    from unigraph.native_order import before_tensorflow
+
+    before_tensorflow()  # Keras on its default backend loads TensorFlow: triton first (see unigraph.native_order)
     try:
         import keras
     except ImportError as e:

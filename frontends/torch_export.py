@@ -34,7 +34,7 @@ from unigraph import dims, tree
 from unigraph.converted import Converted
 from unigraph.errors import ExportError, TranslationError, UnsupportedOp, UnsupportedOpError, first_line
 from unigraph.ir import Source, TensorType
-from unigraph.native_order import before_torch_tracing
+from unigraph.native_order import triton_blocked
 
 #: ``dynamic_shapes`` default: dimension 0 of every tensor input is one dynamic "batch".
 BATCH = "batch"
@@ -51,6 +51,7 @@ class TorchTrace:
     origins: dict[str, str]  # unigraph value name -> fx node name
 
 
+@triton_blocked()  # torch.export imports torch._dynamo, which imports triton: see unigraph.native_order
 def from_torch(
     model: torch.nn.Module | ExportedProgram,
     args: Sequence = (),
@@ -160,8 +161,8 @@ class _Specialized(Exception):
         self.reason = reason
 
 
+@triton_blocked()
 def _export(model, args, kwargs, dynamic_shapes, strict, quiet=False) -> ExportedProgram:
-    before_torch_tracing()
     try:
         with warnings.catch_warnings():
             # nn.LSTM/GRU re-assign their flattened weights while traced; harmless here
@@ -552,6 +553,7 @@ def describe_reference(model) -> str:
     return f"{type(model).__name__} (torch {torch.__version__})"
 
 
+@triton_blocked()
 def run_reference(model, args: Sequence, kwargs: Mapping | None = None):
     """Runs a torch model without gradients; outputs as NumPy in plain containers."""
     def convert(x):
@@ -571,6 +573,7 @@ def run_reference(model, args: Sequence, kwargs: Mapping | None = None):
         return convert(model(*args, **kwargs))
 
 
+@triton_blocked()
 def intermediate_values(program: ExportedProgram, args: Sequence, kwargs: Mapping) -> dict[str, np.ndarray]:
     """Every tensor the program computes on these inputs, by fx node name (for ``locate``)."""
     user = iter(pytree.tree_leaves((tuple(as_tensor(a) for a in args), {k: as_tensor(v) for k, v in kwargs.items()})))

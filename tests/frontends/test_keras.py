@@ -17,10 +17,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from unigraph.native_order import before_tensorflow
-
-before_tensorflow()
-keras = pytest.importorskip("keras")
+keras = pytest.importorskip("keras")  # on TensorFlow, after triton (tests/conftest.py)
 
 import unigraph as ug  # noqa: E402
 from tests.frontends import keras_models  # noqa: E402
