@@ -1,6 +1,8 @@
 """The IR: types, validation, JSON, dimension expressions, the op registry."""
 
+import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -108,6 +110,58 @@ def test_validation_names_the_problem(change, message):
     )
     with pytest.raises(GraphError, match=message):
         broken.validate()
+
+
+def test_typecheck_passes_a_correct_graph():
+    graph = mlp_graph()
+    assert graph.typecheck() is graph
+
+
+@pytest.mark.parametrize(
+    "value, wrong, message",
+    [
+        ("y", TensorType(("batch", 4), "float32"), "node 1 (leaky_relu -> y; unknown source): output 'y' is "
+         "recorded as float32[batch,4], but its inputs and attributes give float32[batch,3]"),
+        ("y", TensorType(("batch", 3), "float16"), "recorded as float16[batch,3], but its inputs and attributes "
+         "give float32[batch,3]"),
+        ("h", TensorType((2, 3), "float32"), "node 0 (dense -> h; in l, m.py:3): output 'h' is recorded as "
+         "float32[2,3], but its inputs and attributes give float32[batch,3]"),
+        ("params/l/kernel", TensorType((5, 3), "float32"), "node 0 (dense -> h; in l, m.py:3): its types cannot "
+         "be inferred from its inputs (float32[batch,4], float32[5,3], float32[3])"),
+    ],
+)
+def test_typecheck_names_the_first_node_that_disagrees(value, wrong, message):
+    graph = mlp_graph()
+    broken = dataclasses.replace(graph, types={**graph.types, value: wrong}).validate()
+    with pytest.raises(GraphError, match=re.escape(message)):
+        broken.typecheck()
+
+
+def test_typecheck_compares_symbolic_dimensions_as_expressions():
+    def graph(sliced: str) -> Graph:
+        return Graph(
+            inputs=("x",),
+            outputs=("h", "s"),
+            nodes=(
+                Node("reshape", ("x",), ("h",), {"shape": ("batch", "seq*4")}),  # JAX gives 4*seq
+                Node("concat", ("x", "x"), ("c",), {"axis": 1}),  # 2*seq
+                Node("slice", ("c",), ("s",), {"axis": 1, "step": 4}),  # floordiv(2*seq + 3, 4)
+            ),
+            types={
+                "x": TensorType(("batch", "seq", 4), "float32"),
+                "h": TensorType(("batch", "seq*4"), "float32"),
+                "c": TensorType(("batch", "seq + seq", 4), "float32"),
+                "s": TensorType(("batch", sliced, 4), "float32"),
+            },
+        )
+
+    # JAX cannot prove this form equal to its own, but they agree on every sample size.
+    graph("floordiv(seq + 1, 2)").typecheck()
+    with pytest.raises(GraphError, match=re.escape(
+        "node 2 (slice -> s; unknown source): output 's' is recorded as float32[batch,floordiv(seq, 2),4], "
+        "but its inputs and attributes give float32[batch,floordiv(2*seq + 3, 4),4]"
+    )):
+        graph("floordiv(seq, 2)").typecheck()
 
 
 def test_registry_reads_the_schema_from_the_signature():

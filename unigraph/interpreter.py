@@ -45,7 +45,7 @@ def bind_symbols(graph: Graph, shapes: Sequence[tuple]) -> dict[str, Any]:
             expected = dims.evaluate(d, env)
         except KeyError:
             continue  # an expression over symbols no input binds alone
-        if not _same(expected, actual):
+        if provably_different(expected, actual):
             what = "static" if isinstance(d, int) else f"{d} = {expected}"
             raise InputError(
                 f"input {name!r}: dimension {axis} must be {expected} ({what}), "
@@ -58,11 +58,23 @@ def shape_of(graph: Graph, name: str, shapes: Sequence[tuple]) -> tuple:
     return tuple(shapes[graph.inputs.index(name)])
 
 
-def _same(a, b) -> bool:
+def provably_different(a, b) -> bool:
+    """Whether two dimensions (ints, or JAX symbolic dimensions of one scope) provably differ.
+
+    Ints compare exactly. Symbolic dimensions occur only while the graph is
+    traced with symbolic shapes (``jax.export``, jax2tf); there JAX cannot
+    always decide (``n`` against ``2*floordiv(n, 2)``), and an inconclusive
+    comparison does not count as a difference: the same check runs again,
+    decidably, whenever the graph runs with concrete shapes (every call of a
+    converted model under ``jax.jit``). JAX's ``==`` answers False where it
+    cannot decide, so a difference is proved by bounds instead.
+    """
+    if a == b:
+        return False
     try:
-        return bool(a == b)
-    except Exception:  # symbolic dimensions that JAX cannot compare
-        return True
+        return bool(a - b >= 1 or b - a >= 1)
+    except jax.errors.InconclusiveDimensionOperation:
+        return False
 
 
 def lookup_variable(variables: Mapping, collection: str, path: Sequence[str]):
@@ -116,7 +128,7 @@ def _run_node(graph: Graph, node: Node, env: dict, symbols: Mapping) -> tuple:
     for name, value in zip(node.outputs, results):
         want = graph.types[name]
         expected_shape = dims.evaluate_shape(want.shape, symbols)
-        if not _same_shape(jnp.shape(value), expected_shape) or jnp.result_type(value) != jax_dtype(want.dtype):
+        if _shape_differs(jnp.shape(value), expected_shape) or jnp.result_type(value) != jax_dtype(want.dtype):
             raise LoweringError(
                 _failure(
                     graph,
@@ -129,8 +141,8 @@ def _run_node(graph: Graph, node: Node, env: dict, symbols: Mapping) -> tuple:
     return results
 
 
-def _same_shape(a: tuple, b: tuple) -> bool:
-    return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+def _shape_differs(a: tuple, b: tuple) -> bool:
+    return len(a) != len(b) or any(provably_different(x, y) for x, y in zip(a, b))
 
 
 def _failure(graph: Graph, node: Node, args: list, what: str) -> str:

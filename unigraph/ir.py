@@ -95,7 +95,12 @@ class Variable:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Graph:
-    """An immutable, validated program (compared and hashed by identity)."""
+    """An immutable program (compared and hashed by identity).
+
+    Constructing one checks nothing: ``validate()`` checks its structure and
+    ``typecheck()`` its types (``from_json`` validates; the frontends build
+    validated graphs).
+    """
 
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
@@ -172,7 +177,7 @@ class Graph:
                     f"constant {name!r} is {array.dtype}{list(array.shape)} but typed {t}"
                 )
         for i, node in enumerate(self.nodes):
-            where = f"node {i} ({node.op} -> {', '.join(node.outputs)}; {node.source})"
+            where = _where(i, node)
             if node.op not in REGISTRY:
                 raise GraphError(f"{where}: unknown op {node.op!r}")
             opdef = REGISTRY.get(node.op)
@@ -202,6 +207,56 @@ class Graph:
             raise GraphError("input_tree does not name exactly the graph inputs")
         if not set(tree.tensor_names(self.output_tree)) <= set(self.outputs):
             raise GraphError("output_tree names values that are not graph outputs")
+        return self
+
+    def typecheck(self) -> Graph:
+        """Validates the graph, then re-infers every node's output types and compares them with the recorded ones.
+
+        Each node's types are inferred from its recorded input types and its
+        attributes, as the frontends inferred them when they built it
+        (``interpreter.infer_types``: abstract evaluation of the op's JAX
+        lowering), all symbolic dimensions in one scope. A dimension JAX
+        cannot prove equal to the recorded one is compared on sample sizes
+        (``dims.equal_on_samples``), as the frontends compare it before they
+        record a source framework's simpler form (``floordiv(h - 1, 4)`` for
+        ``floordiv(floordiv(h - 1, 2), 2)``). Like ``jax.core.check_jaxpr``,
+        it catches graphs that were edited or written by hand (a tampered
+        bundle) before they run.
+
+        Nodes alike in op, input types and attributes (the layers of a
+        transformer) are inferred once.
+
+        Returns the graph itself; raises ``GraphError`` naming the first node
+        that disagrees, with both types.
+        """
+        from unigraph.interpreter import infer_types  # the interpreter imports this module
+
+        self.validate()
+        scope = dims.SymbolicScope()
+        inferred: dict[tuple, tuple[TensorType, ...]] = {}
+        for i, node in enumerate(self.nodes):
+            in_types = tuple(None if n is None else self.types[n] for n in node.inputs)
+            key = (node.op, in_types, json.dumps(_jsonable(node.attrs), sort_keys=True))
+            if key not in inferred:
+                try:
+                    inferred[key] = infer_types(node.op, in_types, node.attrs, scope)
+                except Exception as e:  # whatever the lowering raises on these types, reported with the node
+                    shown = ", ".join("None" if t is None else str(t) for t in in_types)
+                    raise GraphError(
+                        f"{_where(i, node)}: its types cannot be inferred from its inputs ({shown}): "
+                        f"{type(e).__name__}: {e}"
+                    ) from e
+            out_types = inferred[key]
+            if len(out_types) != len(node.outputs):
+                raise GraphError(
+                    f"{_where(i, node)}: records {len(node.outputs)} outputs, its op gives {len(out_types)}"
+                )
+            for name, want in zip(node.outputs, out_types):
+                if not _same_type(self.types[name], want, scope):
+                    raise GraphError(
+                        f"{_where(i, node)}: output {name!r} is recorded as {self.types[name]}, "
+                        f"but its inputs and attributes give {want}"
+                    )
         return self
 
     # ---- printing ------------------------------------------------------------------------
@@ -305,6 +360,23 @@ class Graph:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), allow_nan=False)
+
+
+def _where(index: int, node: Node) -> str:
+    return f"node {index} ({node.op} -> {', '.join(node.outputs)}; {node.source})"
+
+
+def _same_type(recorded: TensorType, inferred: TensorType, scope: dims.SymbolicScope) -> bool:
+    if recorded == inferred:
+        return True
+    return (
+        recorded.dtype == inferred.dtype
+        and recorded.rank == inferred.rank
+        and all(
+            dims.same_dim(r, d, scope) or dims.equal_on_samples(r, d)
+            for r, d in zip(recorded.shape, inferred.shape)
+        )
+    )
 
 
 def _jsonable(value: Any) -> Any:

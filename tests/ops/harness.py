@@ -2,10 +2,11 @@
 
 Each ``Case`` names a torch function and its inputs. ``run_case`` converts it
 with ``unigraph.from_torch`` (dimension 0 dynamic unless ``dynamic=False``),
-checks that the graph uses the unigraph ops the case names, and compares
-with torch's output, shape first, then dtype, then values: the JAX run of the
-graph, and the graph run back in torch by the torch backend (its generated
-module). A dynamic case also runs the same conversion at another batch size.
+typechecks the graph (``Graph.typecheck``), checks that it uses the unigraph
+ops the case names, and compares with torch's output, shape first, then
+dtype, then values: the JAX run of the graph, and the graph run back in torch
+by the torch backend (its generated module). A dynamic case also runs the
+same conversion at another batch size.
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def run_case(case: Case) -> None:
     module.eval()
     xs = _inputs(case)
     conv = ug.from_torch(module, tuple(xs), dynamic_shapes="batch" if case.dynamic else None)
+    conv.graph.typecheck()
     used = conv.graph.op_histogram()
     missing = [op for op in case.ops if op not in used]
     assert not missing, f"graph lacks {missing}; it has {sorted(used)}\n{conv.graph}"

@@ -39,11 +39,16 @@ def assert_converts(
     rtol: float = RTOL,
     atol: float = ATOL,
 ):
-    """Converts ``model`` on inputs of the first batch size; checks every batch size."""
+    """Converts ``model`` on inputs of the first batch size, typechecks the graph; checks every batch size.
+
+    The other zoo tests convert the same models; the Keras zoo's graphs are
+    typechecked when the conversion worker's bundle is loaded.
+    """
     torch.manual_seed(0)
     model.eval()
     args, kwargs = make_inputs(batches[0])
     conv = ug.from_torch(model, args, kwargs)
+    conv.graph.typecheck()
     for batch in batches:
         args, kwargs = make_inputs(batch)
         report = ug.check(model, conv, args, kwargs, rtol=rtol, atol=atol)

@@ -2,10 +2,15 @@
 
 The tensors are the variables (``variables/params/conv1/kernel``) and the
 graph's constants (``constants/<name>``); the safetensors header metadata
-holds the graph JSON, the ParamMap and the conversion metadata. Any
+holds the graph JSON, the ParamMap and the conversion metadata. Every tensor
+keeps its dtype, bfloat16 and float8 included (``BF16``, ``F8_E4M3``), so any
 safetensors reader can list and load the weights; ``unigraph.load`` needs
-neither torch nor tensorflow. Nothing in a bundle is executable: loading it
-never unpickles.
+neither torch nor tensorflow. Loading typechecks the graph
+(``Graph.typecheck``): a bundle whose recorded types its ops do not give is
+refused. Nothing in a bundle is executable: loading it never unpickles.
+
+Version 1 bundles stored bfloat16 and float8 tensors as same-width unsigned
+integers, naming their dtypes in the ``viewed_dtypes`` metadata; they still load.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 
 from unigraph.io import safetensors_file, sniff
 from unigraph.converted import Converted
+from unigraph.dtypes import numpy_dtype
 from unigraph.errors import CheckpointError, GraphError
 from unigraph.ir import Graph
 from unigraph.io.atomic import atomic_file
@@ -25,10 +31,7 @@ from unigraph.params import ParamMap, flatten_variables
 from unigraph.io.safetensors_file import TensorSpec
 
 FORMAT = "unigraph.bundle"
-VERSION = 1
-
-#: Dtypes safetensors' NumPy API cannot hold, stored as same-width unsigned integers.
-_VIEWED = {"bfloat16": np.uint16, "float8_e4m3fn": np.uint8, "float8_e5m2": np.uint8}
+VERSION = 2  # 2: bfloat16 and float8 stored as such (version 1 readers cannot read them)
 
 
 def save(conv: Converted, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -71,15 +74,11 @@ class BundleBlueprint:
         """
         specs = [TensorSpec(f"variables/{s.name}", s.dtype, s.shape) for s in variables]
         specs += [TensorSpec(f"constants/{k}", a.dtype, a.shape) for k, a in self.constants.items()]
-        viewed = {s.name: s.dtype.name for s in specs if s.dtype.name in _VIEWED}
-        stored = [TensorSpec(s.name, np.dtype(_VIEWED.get(s.dtype.name, s.dtype)), s.shape) for s in specs]
 
         def array(name: str) -> np.ndarray:
             if name.startswith("constants/"):
-                value = self.constants[name.removeprefix("constants/")]
-            else:
-                value = np.asarray(produce(name.removeprefix("variables/")))
-            return value.view(_VIEWED[value.dtype.name]) if value.dtype.name in _VIEWED else value
+                return self.constants[name.removeprefix("constants/")]
+            return np.asarray(produce(name.removeprefix("variables/")))
 
         metadata = {
             "format": FORMAT,
@@ -87,9 +86,8 @@ class BundleBlueprint:
             "graph": self.graph_json,
             "param_map": self.param_map_json,
             "metadata": self.metadata_json,
-            "viewed_dtypes": json.dumps(viewed),
         }
-        return safetensors_file.write(file, stored, array, metadata)
+        return safetensors_file.write(file, specs, array, metadata)
 
 
 def is_bundle(path: str | os.PathLike) -> bool:
@@ -119,15 +117,17 @@ def load(path: str | os.PathLike) -> Converted:
         raise CheckpointError(f"{path}: a safetensors file, but not a unigraph bundle")
     if int(metadata.get("version", 0)) > VERSION:
         raise CheckpointError(f"{path}: bundle version {metadata['version']} is newer than this unigraph reads")
-    for name, dtype in json.loads(metadata["viewed_dtypes"]).items():
-        from unigraph.dtypes import numpy_dtype
-
+    for name, dtype in json.loads(metadata.get("viewed_dtypes", "{}")).items():  # version 1
         tensors[name] = tensors[name].view(numpy_dtype(dtype))
     constants = {k.removeprefix("constants/"): v for k, v in tensors.items() if k.startswith("constants/")}
     try:
         graph = Graph.from_json(json.loads(metadata["graph"]), constants)
     except (GraphError, KeyError, ValueError) as e:
         raise CheckpointError(f"{path}: the graph in the bundle is invalid ({e})") from e
+    try:
+        graph.typecheck()
+    except GraphError as e:
+        raise CheckpointError(f"{path}: the graph in the bundle does not typecheck: {e}") from e
     variables: dict = {}
     for key, array in tensors.items():
         if key.startswith("variables/"):
