@@ -198,6 +198,9 @@ def equal_on_samples(a: Dim, b: Dim) -> bool:
     names = sorted(symbols(a) | symbols(b))
     for i in range(len(_SAMPLE_SIZES)):
         env = {n: _SAMPLE_SIZES[(i + 5 * j) % len(_SAMPLE_SIZES)] for j, n in enumerate(names)}
-        if evaluate(a, env) != evaluate(b, env):
-            return False
+        try:
+            if evaluate(a, env) != evaluate(b, env):
+                return False
+        except ZeroDivisionError:  # a sample outside the expressions' domain (floordiv(n, m - 2) at m = 2)
+            continue
     return True

@@ -386,8 +386,8 @@ def test_model_without_a_vjp_is_saved_without_gradients_and_says_so(linear, tmp_
         raise TypeError("no derivative")
 
     opaque.defvjp(lambda x: (x, None), no_vjp)
-    plain_run = savedmodel.run
-    monkeypatch.setattr(savedmodel, "run", lambda *a: [opaque(y) for y in plain_run(*a)])
+    plain_run = savedmodel.run_graph
+    monkeypatch.setattr(savedmodel, "run_graph", lambda *a: [opaque(y) for y in plain_run(*a)])
     with pytest.warns(UserWarning, match="saved without gradients.*no derivative"):
         path = conv.to_savedmodel(tmp_path / "model")
     m = tf.saved_model.load(str(path))

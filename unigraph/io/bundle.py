@@ -27,7 +27,7 @@ from unigraph.dtypes import numpy_dtype
 from unigraph.errors import CheckpointError, GraphError
 from unigraph.ir import Graph
 from unigraph.io.atomic import atomic_file
-from unigraph.params import ParamMap, flatten_variables
+from unigraph.params import ParamMap, flatten_variables, nest_variables
 from unigraph.io.safetensors_file import TensorSpec
 
 FORMAT = "unigraph.bundle"
@@ -118,6 +118,8 @@ def load(path: str | os.PathLike) -> Converted:
     if int(metadata.get("version", 0)) > VERSION:
         raise CheckpointError(f"{path}: bundle version {metadata['version']} is newer than this unigraph reads")
     for name, dtype in json.loads(metadata.get("viewed_dtypes", "{}")).items():  # version 1
+        if name not in tensors:
+            raise CheckpointError(f"{path}: corrupt bundle (its metadata names a tensor {name!r} it does not hold)")
         tensors[name] = tensors[name].view(numpy_dtype(dtype))
     constants = {k.removeprefix("constants/"): v for k, v in tensors.items() if k.startswith("constants/")}
     try:
@@ -128,14 +130,7 @@ def load(path: str | os.PathLike) -> Converted:
         graph.typecheck()
     except GraphError as e:
         raise CheckpointError(f"{path}: the graph in the bundle does not typecheck: {e}") from e
-    variables: dict = {}
-    for key, array in tensors.items():
-        if key.startswith("variables/"):
-            *parents, leaf = key.removeprefix("variables/").split("/")
-            node = variables
-            for p in parents:
-                node = node.setdefault(p, {})
-            node[leaf] = array
+    variables = nest_variables({k.removeprefix("variables/"): v for k, v in tensors.items() if k.startswith("variables/")})
     return Converted(
         graph,
         variables,
