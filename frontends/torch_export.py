@@ -2,7 +2,7 @@
 
 The model is exported (the batch dimension dynamic by default), made
 functional, and every ATen op is translated by a handler in
-``frontends.torch_ops``. Ops without a handler are decomposed with torch's own
+``frontends/torch_ops``. Ops without a handler are decomposed with torch's own
 decompositions until only handled ops remain; what still has no handler is
 reported all at once, with source lines, before anything is translated.
 """
@@ -126,6 +126,11 @@ def _export_batch_dynamic(model, args, kwargs, strict):
     batch = Dim(BATCH)
     shared = _batch_spec(model, args, kwargs, size, lambda: batch)
     if shared is None:
+        warnings.warn(
+            f"{type(model).__name__}: the batch dimension stays static: the example inputs do not bind to "
+            "forward()'s parameters, so dynamic_shapes cannot name them. Pass dynamic_shapes yourself.",
+            stacklevel=3,
+        )
         return _export(model, args, kwargs, None, strict)
     try:
         return _export(model, args, kwargs, shared, strict, quiet=True)
@@ -388,9 +393,7 @@ def _source_tensor(program: ExportedProgram, spec, aliases) -> SourceTensor:
         tensor, collection = program.state_dict[spec.target], "params"
     elif spec.kind == InputKind.BUFFER and spec.persistent:
         tensor, collection = program.state_dict[spec.target], "batch_stats"
-    elif spec.kind == InputKind.BUFFER:
-        tensor, collection = program.constants[spec.target], "constant"
-    else:  # lifted tensor constants
+    else:  # non-persistent buffers and lifted tensor constants
         tensor, collection = program.constants[spec.target], "constant"
     return SourceTensor(spec.target, collection, to_numpy(tensor), aliases.get(spec.target, ()))
 
