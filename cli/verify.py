@@ -2,7 +2,8 @@
 
 The output is read back as it will be used (a SavedModel run by TensorFlow, a
 bundle by ``unigraph.load``, a torch state dict loaded strictly into the
-model's generated torch module, Flax variables run by the graph) and compared
+model's generated torch module, a torch source file's module with the
+conversion's state dict, Flax variables run by the graph) and compared
 with the source model on seeded inputs. With ``locate``, a failing check of a
 PyTorch source re-runs the graph with the output's weights node by node
 against torch and names the first node that diverges.

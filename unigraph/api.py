@@ -78,6 +78,7 @@ def from_keras(
     *,
     custom_objects: Mapping[str, Any] | None = None,
     polymorphic_shapes: Any = "batch",
+    safe_mode: bool = True,
 ) -> Converted:
     """Converts a Keras 3 model, or a ``.keras``/``.h5`` file, traced under Keras's JAX backend.
 
@@ -89,11 +90,15 @@ def from_keras(
     ``custom_objects`` are what a file needs, as classes or importable
     names. Variables take Flax names (``gamma`` → ``scale``, ``moving_mean``
     → ``mean`` in ``batch_stats``); the ParamMap gives the Keras names back.
-    See ``unigraph.frontends.keras.from_keras``.
+    Files load with Keras's ``safe_mode`` (a ``Lambda`` layer's bytecode is
+    refused) unless ``safe_mode=False``, for files you trust. See
+    ``unigraph.frontends.keras.from_keras``.
     """
     from unigraph.frontends.keras import from_keras as _from_keras
 
-    return _from_keras(model, example_inputs, custom_objects=custom_objects, polymorphic_shapes=polymorphic_shapes)
+    return _from_keras(
+        model, example_inputs, custom_objects=custom_objects, polymorphic_shapes=polymorphic_shapes, safe_mode=safe_mode
+    )
 
 
 _FRONTEND_OPTIONS = ("dynamic_shapes", "strict", "custom_objects", "polymorphic_shapes")

@@ -194,8 +194,10 @@ def test_files_are_loaded_in_safe_mode(tmp_path):
     x = keras.Input((3,), name="x")
     path = tmp_path / "lambda.keras"
     keras.Model(x, keras.layers.Lambda(lambda t: t * 3)(x)).save(path)
-    with pytest.raises(ug.CheckpointError, match=r"Python bytecode.*safe_mode stays on"):
+    with pytest.raises(ug.CheckpointError, match=r"Python bytecode.*safe_mode stays on.*safe_mode=False"):
         ug.from_keras(path)
+    trusted = ug.from_keras(path, safe_mode=False)  # the caller trusts the file: its Lambda runs
+    np.testing.assert_allclose(np.asarray(trusted(np.ones((1, 3), np.float32))), 3.0)
     model = keras.Model(x, keras.layers.Lambda(lambda t: t * 3)(x))  # an object: its code runs here anyway
     np.testing.assert_allclose(np.asarray(ug.from_keras(model)(np.ones((1, 3), np.float32))), 3.0)
 
@@ -287,3 +289,15 @@ def test_keras_layers_become_torch_layers_in_torch_layouts(branching, tmp_path):
         for g, w in zip(got, want):
             np.testing.assert_allclose(g.numpy(), keras.ops.convert_to_numpy(w), rtol=RTOL, atol=ATOL)
 
+
+
+def test_convert_takes_a_keras_model(tmp_path):
+    """``ug.convert`` traces a Keras model as ``from_keras`` does and writes any format (here a torch file)."""
+    x = keras.Input((4,), name="x")
+    model = keras.Model(x, keras.layers.Dense(3, activation="tanh")(keras.layers.Dense(5)(x)))
+    sample = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    conv = ug.convert(model, to="torch_source", output=tmp_path / "net.py")
+    assert "class Model(nn.Module)" in (tmp_path / "net.py").read_text()
+    np.testing.assert_allclose(np.asarray(conv(sample)), model(sample).numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(TypeError, match="one input"):
+        ug.convert(model, (sample, sample), to="ug", output=tmp_path / "net.ug")
