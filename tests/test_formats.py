@@ -66,6 +66,7 @@ def test_the_command_line_and_the_api_share_one_vocabulary():
         "ug", "safetensors", "torch_source", "orbax", "savedmodel"
     ]
     assert formats.from_suffix("out.bin") is None
+    assert sorted(targets._WRITERS) == sorted(formats.WEIGHT_FORMATS)  # translate writes every format with weights
     with pytest.raises(ValueError, match="unknown format 'onnx'; unigraph writes savedmodel, safetensors, torch"):
         formats.get("onnx")
 
