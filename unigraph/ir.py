@@ -41,10 +41,6 @@ class TensorType:
     def rank(self) -> int:
         return len(self.shape)
 
-    @property
-    def is_static(self) -> bool:
-        return all(isinstance(d, int) for d in self.shape)
-
     def __str__(self) -> str:
         return f"{self.dtype}[{','.join(str(d) for d in self.shape)}]"
 

@@ -345,14 +345,6 @@ def contiguous(array: np.ndarray) -> np.ndarray:
     return out
 
 
-def save(path: str | os.PathLike, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None):
-    """Writes ``tensors`` to ``path`` (not atomically: callers stage with ``unigraph.io.atomic``)."""
-    arrays = {name: np.asarray(a) for name, a in tensors.items()}
-    specs = [TensorSpec(name, a.dtype, tuple(a.shape)) for name, a in arrays.items()]
-    with open(path, "wb") as f:
-        return write(f, specs, arrays.__getitem__, metadata)
-
-
 def file_sha256(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     buffer = bytearray(1 << 20)
