@@ -9,6 +9,14 @@ one tensor, not the file. Writing takes the tensors' specs first, writes the
 header, then asks for each tensor in turn, hashing the bytes as it goes.
 bfloat16 and float8 are written as such (``BF16``, ``F8_E4M3``), so
 ``safetensors.flax.load_file`` returns them as JAX dtypes.
+
+Why not the ``safetensors`` package itself, which the tests use to read what
+this writes: its NumPy API holds no bfloat16 or float8; its writers take
+every tensor at once (``save_file``), where a checkpoint streamed through a
+ParamMap must be produced one tensor at a time; and a batch of checkpoints
+needs each file's sha256 computed while it is read or written, not in a
+second pass. Every error here names the file, and the tensor when there is
+one.
 """
 
 from __future__ import annotations
