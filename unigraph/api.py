@@ -123,16 +123,16 @@ def convert(
     from unigraph import formats
     from unigraph.io.atomic import refuse_existing
 
-    formats.get(to)
+    formats.get(to)  # an unknown format is refused before anything is traced
     refuse_existing(output, overwrite=options.get("overwrite", False))
     frontend = {k: options.pop(k) for k in _FRONTEND_OPTIONS if k in options}
     if isinstance(model, Converted):
         if frontend:
             raise TypeError(f"{sorted(frontend)} apply when tracing a model, not to a Converted")
         converted = model
-    elif _framework(model) == "torch":
+    elif framework_of(model) == "torch":
         converted = from_torch(model, args, kwargs, **frontend)
-    elif _framework(model) == "keras":
+    elif framework_of(model) == "keras":
         if len(args) > 1 or kwargs:
             raise TypeError("a Keras model takes one input (an array, a list or a dict of arrays): pass args=(inputs,)")
         converted = from_keras(model, args[0] if args else None, **frontend)
@@ -146,7 +146,8 @@ def convert(
     return converted
 
 
-def _framework(model) -> str | None:
-    """The framework a model object belongs to, by the package of its classes (nothing is imported)."""
+def framework_of(model) -> str | None:
+    """``"torch"``, ``"keras"`` or ``"tensorflow"``: the framework a model object belongs to, by the
+    packages of its classes (nothing is imported); None for anything else."""
     packages = {c.__module__.partition(".")[0] for c in type(model).__mro__}
-    return next((name for name in ("torch", "keras") if name in packages), None)
+    return next((name for name in ("torch", "keras", "tensorflow") if name in packages), None)

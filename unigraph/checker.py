@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from unigraph import interpreter, signature
+from unigraph.api import framework_of
 from unigraph.converted import Converted, host_arrays
 from unigraph.dtypes import jax_dtype
 
@@ -245,14 +246,8 @@ def _framework(model) -> str | None:
     """``"torch"``, ``"keras"`` or ``"savedmodel"`` (a directory, or what ``tf.saved_model.load`` returns)."""
     if isinstance(model, (str, os.PathLike)):
         return "savedmodel"
-    packages = {c.__module__.partition(".")[0] for c in type(model).__mro__}
-    if "torch" in packages:
-        return "torch"
-    if "keras" in packages:
-        return "keras"
-    if "tensorflow" in packages:
-        return "savedmodel"
-    return None
+    framework = framework_of(model)
+    return "savedmodel" if framework == "tensorflow" else framework
 
 
 def _run(model, args: tuple, kwargs: dict):
