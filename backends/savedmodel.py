@@ -17,7 +17,6 @@ gradient. The saved object follows TF Hub's Reusable SavedModel API.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import warnings
 from collections.abc import Mapping, Sequence
@@ -40,7 +39,8 @@ from unigraph.dtypes import jax_dtype, numpy_dtype  # noqa: E402
 from unigraph.errors import CheckpointError  # noqa: E402
 from unigraph.flax import run as run_graph  # noqa: E402
 from unigraph.ir import Graph  # noqa: E402
-from unigraph.names import unique_name  # noqa: E402
+from unigraph.signature import input_names as signature_input_names  # noqa: E402
+from unigraph.signature import output_names as signature_output_names  # noqa: E402
 
 #: Platforms jax2tf can lower for; the SavedModel runs only on those it was lowered for.
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
@@ -231,51 +231,3 @@ def _key(key) -> str:
 
 
 # ---- names -----------------------------------------------------------------------------------
-
-
-def sanitize(text: str, prefix: str) -> str:
-    """A name valid as a TF signature key and a Python identifier: ``[A-Za-z][A-Za-z0-9_]*``."""
-    name = re.sub(r"[^A-Za-z0-9_]+", "_", str(text)).strip("_")
-    if not name or not name[0].isalpha():
-        name = f"{prefix}_{name}" if name else prefix
-    return name
-
-
-def unique_names(names: Sequence[str], reserved: set[str] = frozenset()) -> list[str]:
-    """``names`` with later duplicates (and reserved words) suffixed ``_1``, ``_2``, …"""
-    taken = set(reserved)
-    out = []
-    for name in names:
-        out.append(unique_name(name, taken))
-        taken.add(out[-1])
-    return out
-
-
-def signature_input_names(graph: Graph) -> list[str]:
-    """The serving signature's input names, in ``graph.inputs`` order: the graph's names, made valid."""
-    return unique_names([sanitize(n, "input") for n in graph.inputs], reserved={"training"})
-
-
-def signature_output_names(graph: Graph) -> dict[str, tuple]:
-    """The serving signature's output names, each with its path in the source model's outputs.
-
-    One per tensor the source model returns, in order. Dict keys are kept
-    (``last_hidden_state``); positions become ``output_0``, ``output_1``;
-    nested leaves join their path (``hidden_states_0``, ``output_1_0``). A
-    single tensor is ``output_0``.
-    """
-    paths = _output_paths(graph.output_tree)
-    names = []
-    for path in paths:
-        parts = path if path and not isinstance(path[0], int) else ("output", *(path or (0,)))
-        names.append(sanitize("_".join(map(str, parts)), "output"))
-    return dict(zip(unique_names(names), paths))
-
-
-def _output_paths(spec, path=()) -> list[tuple]:
-    if spec["kind"] == "tensor":
-        return [path]
-    if spec["kind"] == "const":
-        return []
-    keys = spec.get("keys") or range(len(spec["items"]))
-    return [p for key, item in zip(keys, spec["items"]) for p in _output_paths(item, (*path, key))]

@@ -23,7 +23,8 @@ import torch
 
 import unigraph as ug
 from bench_spine import _models
-from unigraph.backends.savedmodel import signature_input_names  # loads triton, then TensorFlow
+import unigraph.backends.savedmodel  # noqa: F401  (loads triton, then TensorFlow)
+from unigraph.signature import input_names as signature_input_names
 from unigraph.signature import bind
 
 import tensorflow as tf  # noqa: E402 (after the backend: see there)

@@ -12,6 +12,7 @@ from unigraph.dtypes import jax_dtype, numpy_dtype
 from unigraph.errors import InputError
 from unigraph.interpreter import bind_symbols
 from unigraph.ir import Graph
+from unigraph.names import identifier, unique_names
 
 
 def as_array(x: Any):
@@ -90,3 +91,35 @@ def _leaf(graph: Graph, spec: tree.Spec) -> str:
     if spec["kind"] == "const":
         return repr(spec["value"])
     return "(" + ", ".join(str(graph.types[n]) for n in names) + ")"
+
+
+def input_names(graph: Graph) -> list[str]:
+    """The names a converted model's inputs take where a name must be an identifier (a SavedModel's
+    serving signature, a Keras model's inputs), in ``graph.inputs`` order."""
+    return unique_names([identifier(n, "input") for n in graph.inputs], reserved={"training"})
+
+
+def output_names(graph: Graph) -> dict[str, tuple]:
+    """The names of a converted model's outputs where they need names, each with its path in the
+    source model's outputs.
+
+    One per tensor the source model returns, in order. Dict keys are kept
+    (``last_hidden_state``); positions become ``output_0``, ``output_1``;
+    nested leaves join their path (``hidden_states_0``, ``output_1_0``). A
+    single tensor is ``output_0``.
+    """
+    paths = _output_paths(graph.output_tree)
+    names = []
+    for path in paths:
+        parts = path if path and not isinstance(path[0], int) else ("output", *(path or (0,)))
+        names.append(identifier("_".join(map(str, parts)), "output"))
+    return dict(zip(unique_names(names), paths))
+
+
+def _output_paths(spec, path=()) -> list[tuple]:
+    if spec["kind"] == "tensor":
+        return [path]
+    if spec["kind"] == "const":
+        return []
+    keys = spec.get("keys") or range(len(spec["items"]))
+    return [p for key, item in zip(keys, spec["items"]) for p in _output_paths(item, (*path, key))]

@@ -21,7 +21,7 @@ from tests.backends.tf_process import import_tensorflow, run_tensorflow
 tf = import_tensorflow()
 
 import unigraph as ug  # noqa: E402
-from unigraph import tree  # noqa: E402
+from unigraph import signature, tree  # noqa: E402
 from unigraph.backends import savedmodel  # noqa: E402
 from unigraph.errors import OutputExistsError  # noqa: E402
 from unigraph.converted import Converted  # noqa: E402
@@ -136,12 +136,12 @@ def _graph_with_outputs(output_tree, inputs=("x",)):
     ],
 )
 def test_output_names_follow_the_source_structure_and_are_valid_and_unique(spec, expected):
-    assert savedmodel.signature_output_names(_graph_with_outputs(spec)) == expected
+    assert signature.output_names(_graph_with_outputs(spec)) == expected
 
 
 def test_input_names_are_the_graph_inputs_made_valid_and_unique():
     graph = _graph_with_outputs(tree.tensor("y"), inputs=("x", "args.0", "training", "1st"))
-    assert savedmodel.signature_input_names(graph) == ["x", "args_0", "training_1", "input_1st"]
+    assert signature.input_names(graph) == ["x", "args_0", "training_1", "input_1st"]
 
 
 # ---- the Reusable SavedModel API -------------------------------------------------------------------

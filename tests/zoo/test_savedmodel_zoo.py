@@ -21,7 +21,8 @@ import_tensorflow()
 import unigraph as ug  # noqa: E402
 from tests.zoo import models  # noqa: E402
 from tests.zoo.util import ATOL, RTOL, flatten  # noqa: E402
-from unigraph.backends.savedmodel import signature_input_names, signature_output_names  # noqa: E402
+from unigraph.signature import input_names as signature_input_names  # noqa: E402
+from unigraph.signature import output_names as signature_output_names  # noqa: E402
 from unigraph.frontends.torch_export import run_reference  # noqa: E402
 from unigraph.signature import bind  # noqa: E402
 
