@@ -115,6 +115,13 @@ class Converted:
 
         return to_module(self)
 
+    def to_keras(self):
+        """A Functional ``keras.Model`` running the graph with Keras ops under any Keras backend, the weights
+        loaded: it trains with ``fit``, its layers freeze, its head can be replaced (``unigraph.backends.keras``)."""
+        from unigraph.backends.keras import to_keras
+
+        return to_keras(self)
+
     def to_torch_source(self, path, *, class_name: str = "Model", overwrite: bool = False) -> str:
         """Writes the torch module as a standalone Python file that imports only torch; returns the source."""
         from unigraph.backends.torch import to_source

@@ -4,9 +4,10 @@ Each ``Case`` names a torch function and its inputs. ``run_case`` converts it
 with ``unigraph.from_torch`` (dimension 0 dynamic unless ``dynamic=False``),
 typechecks the graph (``Graph.typecheck``), checks that it uses the unigraph
 ops the case names, and compares with torch's output, shape first, then
-dtype, then values: the JAX run of the graph, and the graph run back in torch
-by the torch backend (its generated module). A dynamic case also runs the
-same conversion at another batch size.
+dtype, then values: the JAX run of the graph, the graph run back in torch
+by the torch backend (its generated module), and the graph run by its Keras
+lowerings (``backends/keras_runtime``, under this process's Keras backend,
+TensorFlow). A dynamic case also runs the same conversion at another batch size.
 """
 
 from __future__ import annotations
@@ -22,14 +23,18 @@ import pytest
 import torch
 from torch.export import Dim
 
+import keras
+
 import unigraph as ug
+from unigraph import signature
+from unigraph.backends import keras_runtime
 from unigraph.backends.torch import to_module
 from unigraph.converted import Converted
-from unigraph.frontends.torch_export import to_numpy
+from unigraph.frontends.torch_tensors import to_numpy
 from unigraph.interpreter import infer_types
 from unigraph.ir import Graph, Node, TensorType
 from unigraph.params import ParamMap
-from unigraph.dtypes import jax_dtype
+from unigraph.dtypes import jax_dtype, same_in_jax
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +118,7 @@ def run_case(case: Case) -> None:
     for inputs in batches:
         compare(module, conv, inputs, case)
         compare_torch_runtime(module, runtime, inputs, case)
+        compare_keras_runtime(module, conv, inputs, case)
 
 
 def compare(module, conv, xs: list[torch.Tensor], case: Case) -> None:
@@ -151,6 +157,28 @@ def compare_torch_runtime(module, runtime, xs: list[torch.Tensor], case: Case) -
             assert torch.equal(g, w), where
         else:
             torch.testing.assert_close(g.float(), w.float(), rtol=case.rtol, atol=case.atol, equal_nan=True, msg=where)
+
+
+def compare_keras_runtime(module, conv, xs: list[torch.Tensor], case: Case) -> None:
+    """The graph run by its Keras lowerings against torch eager: shapes, dtypes (as JAX holds them: int64
+    may run as int32), values."""
+    with torch.no_grad():
+        expected = leaves(module(*xs))
+    outputs = keras_runtime.run(conv.graph, conv.variables, [to_numpy(x) for x in xs])
+    got = leaves(signature.structure(conv.graph, [keras.ops.convert_to_numpy(y) for y in outputs]))
+    assert len(got) == len(expected), f"Keras runtime: {len(got)} outputs, torch has {len(expected)}"
+    for i, (w, g) in enumerate(zip(expected, got)):
+        where = f"Keras runtime output {i}"
+        want_dtype = str(w.dtype).removeprefix("torch.")
+        assert tuple(g.shape) == tuple(w.shape), f"{where}: shape {g.shape}, torch {tuple(w.shape)}"
+        assert same_in_jax(g.dtype.name, want_dtype), f"{where}: dtype {g.dtype}, torch {want_dtype}"
+        w = w.float().numpy() if w.dtype == torch.bfloat16 else w.numpy()
+        if w.dtype == np.bool_ or np.issubdtype(w.dtype, np.integer):
+            np.testing.assert_array_equal(g, w, err_msg=where)
+        else:
+            np.testing.assert_allclose(
+                g.astype(np.float32), w.astype(np.float32), rtol=case.rtol, atol=case.atol, err_msg=where
+            )
 
 
 def leaves(x) -> list:
@@ -199,6 +227,16 @@ def run_node(op: str, inputs, *, rtol=1e-5, atol=1e-6, dynamic=True, export=Fals
         want = want if isinstance(want, tuple) else (want,)
         with torch.no_grad():
             runs = [module(*batch)] + ([program(*batch)] if program is not None else [])
+        keras_outputs = keras_runtime.run(graph, {}, [to_numpy(x) for x in batch])
+        for g, w, i in zip(keras_outputs, want, range(len(want))):
+            where = f"{op} Keras output {i} at batch {batch[0].shape[0] if batch and batch[0].ndim else '-'}"
+            g, w = keras.ops.convert_to_numpy(g), np.asarray(w)
+            assert tuple(g.shape) == w.shape, f"{where}: shape {tuple(g.shape)}, JAX {w.shape}"
+            assert same_in_jax(g.dtype.name, out_types[i].dtype), f"{where}: dtype {g.dtype}, graph {out_types[i].dtype}"
+            if np.issubdtype(w.dtype, np.inexact):
+                np.testing.assert_allclose(g.astype(np.float32), w.astype(np.float32), rtol=rtol, atol=atol, err_msg=where)
+            else:
+                np.testing.assert_array_equal(g, w, err_msg=where)
         for got in runs:
             got = got if isinstance(got, tuple) else (got,)
             assert len(got) == len(want) == len(out_types)

@@ -80,6 +80,8 @@ CASES = [
     # binary arithmetic with torch's promotion: scalars are weak, 0-d tensors too
     Case("add", torch.add, [X, X], ("add",)),
     Case("add_broadcast", torch.add, [X, T((4,))], ("add",), dynamic=False),
+    # an operand that looks like a bias to Keras's TensorFlow add, which then broadcasts it wrongly
+    Case("add_outer_broadcast", torch.add, [T((1, 3)), T((3, 1))], ("add",), dynamic=False),
     Case("add_alpha", lambda x, y: torch.add(x, y, alpha=2.5), [X, X], ("add", "mul")),
     Case("add_scalar", lambda x: x + 2, [X], ("add",)),
     Case("add_int_float_scalar", lambda x: x + 0.5, [I], ("add",)),

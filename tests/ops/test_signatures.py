@@ -1,19 +1,23 @@
-"""Every op's torch lowering takes what the op takes, with the op's defaults.
+"""Every op's torch and Keras lowerings take what the op takes, with the op's defaults.
 
 The op's JAX lowering (``@op`` in ``unigraph/ops``) is the schema; its torch
-lowering (``@lowers`` in ``backends/torch_ops``) mirrors that signature. The
-code generator passes every attribute by name with the schema's defaults
-filled in, so a lowering whose attribute is named differently fails to
-generate, and one whose default differs misleads whoever reads or calls the
-function copied into a generated file. One case per op, so a failure names it.
+lowering (``@lowers`` in ``backends/torch_ops``) and its Keras lowering
+(``backends/keras_ops``) mirror that signature. They are called with every
+attribute by name, the schema's defaults filled in, so a lowering whose
+attribute is named differently fails, and one whose default differs misleads
+whoever reads or calls the function copied into a generated file. One case
+per op and backend, so a failure names both.
 """
 
 import inspect
 
 import pytest
 
-from unigraph.backends.torch_ops import LOWERINGS
+from unigraph.backends.keras_ops import LOWERINGS as KERAS
+from unigraph.backends.torch_ops import LOWERINGS as TORCH
 from unigraph.ops import REGISTRY
+
+BACKENDS = {"torch": TORCH, "keras": KERAS}
 
 
 def _shape(fn) -> dict:
@@ -36,21 +40,23 @@ def _shape(fn) -> dict:
     }
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", REGISTRY.names())
-def test_torch_lowering_takes_the_ops_signature(name):
-    lowering = LOWERINGS.get(name)
-    assert lowering is not None, f"op {name!r} has no torch lowering"
+def test_lowering_takes_the_ops_signature(name, backend):
+    lowering = BACKENDS[backend].get(name)
+    assert lowering is not None, f"op {name!r} has no {backend} lowering"
     opdef = REGISTRY[name]
     if not lowering.__module__.startswith("unigraph."):
-        # a torch function registered as is (torch.relu): the generator passes the
-        # node's inputs positionally and nothing else, so the op must have nothing more
+        # a framework function registered as is (torch.relu, keras.ops.exp): it is passed
+        # the node's inputs positionally and nothing else, so the op must have nothing more
         assert not (opdef.attrs or opdef.optional or opdef.variadic), (
             f"op {name!r} has attributes, optional or variadic inputs; "
-            f"its torch lowering must be a function with its signature, not {lowering!r}"
+            f"its {backend} lowering must be a function with its signature, not {lowering!r}"
         )
         return
     assert _shape(lowering) == _shape(opdef.jax)
 
 
-def test_every_lowering_is_of_a_registered_op():
-    assert not [name for name in LOWERINGS.names() if name not in REGISTRY]
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_lowering_is_of_a_registered_op(backend):
+    assert not [name for name in BACKENDS[backend].names() if name not in REGISTRY]
