@@ -116,8 +116,9 @@ class Converted:
         return to_module(self)
 
     def to_keras(self):
-        """A Functional ``keras.Model`` running the graph with Keras ops under any Keras backend, the weights
-        loaded: it trains with ``fit``, its layers freeze, its head can be replaced (``unigraph.backends.keras``)."""
+        """A Functional ``keras.Model`` of Keras layers (``Dense``, ``Conv2D``, norms, …) and Keras ops, under any
+        Keras backend, the weights loaded: it trains with ``fit``, its layers freeze, its head can be replaced
+        (``unigraph.backends.keras``)."""
         from unigraph.backends.keras import to_keras
 
         return to_keras(self)
