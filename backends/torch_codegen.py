@@ -6,21 +6,15 @@ and ``to_torch`` (executed in memory). Layers the graph has are written as
 ``nn.BatchNormNd`` where their parameters allow; every other node is a call
 of its torch lowering (``backends/torch_ops``): inlined when the lowering is a
 single expression, else copied into the file as a function with the private
-helpers it calls. Parameters and buffers are registered under their
+helpers it calls (``backends/source_copy.py``). Parameters and buffers are registered under their
 state-dict names and torch layouts (``backends/torch_params.py``).
 """
 
 from __future__ import annotations
 
 import ast
-import builtins
-import copy
-import inspect
 import keyword
-import math
-import re
 import textwrap
-import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,12 +22,12 @@ import numpy as np
 
 import unigraph
 from unigraph import dims
+from unigraph.backends.source_copy import Copier, Identifiers, inline, literal
 from unigraph.backends.torch_layers import Layer, find_layers
 from unigraph.backends.torch_ops import LOWERINGS
 from unigraph.backends.torch_params import torch_tensors
 from unigraph.converted import Converted
 from unigraph.ir import Graph, Node
-from unigraph.names import unique_name
 from unigraph.ops import REGISTRY, OpDef
 
 #: Names the generated file defines at module level; lowerings may use these only.
@@ -71,24 +65,6 @@ def generate(conv: Converted, class_name: str = "Model") -> str:
     return _Generator(conv, class_name).source()
 
 
-class _Identifiers:
-    """Valid, unique Python identifiers for graph values and symbols."""
-
-    def __init__(self, reserved: Sequence[str]):
-        self._taken = set(reserved) | set(keyword.kwlist) | set(dir(builtins))
-        self._by_name: dict[str, str] = {}
-
-    def __call__(self, name: str) -> str:
-        if name not in self._by_name:
-            base = re.sub(r"\W", "_", name) or "v"
-            if base[0].isdigit():
-                base = f"v{base}"
-            candidate = unique_name(base, self._taken)
-            self._taken.add(candidate)
-            self._by_name[name] = candidate
-        return self._by_name[name]
-
-
 class _Generator:
     def __init__(self, conv: Converted, class_name: str):
         self.conv = conv
@@ -96,8 +72,8 @@ class _Generator:
         self.class_name = class_name
         self.tensors = {t.value: t for t in torch_tensors(conv)}
         self.layers: dict[int, Layer] = find_layers(self.graph, self.tensors)
-        self.ids = _Identifiers(["self", "torch", "F", "nn", "math", "_attach", "_register"])
-        self.helpers = _Helpers()
+        self.ids = Identifiers(["self", "torch", "F", "nn", "math", "_attach", "_register"])
+        self.helpers = Copier(_MODULE_NAMES, "torch lowering")
         self.lines: list[str] = []  # forward body
         self.bound: set[str] = set()  # values with a local in forward
         self.prelude = False  # whether __init__ uses _attach/_register
@@ -130,7 +106,7 @@ class _Generator:
             in_layers.update(layer.values)
         for t in self.tensors.values():
             if t.value not in in_layers:
-                empty = f"torch.empty({_literal(t.shape)}, dtype=torch.{t.dtype})"
+                empty = f"torch.empty({literal(t.shape)}, dtype=torch.{t.dtype})"
                 lines.append(f"    {self._register(t.name, empty, t.buffer)}")
         for t in self.tensors.values():
             for alias in t.aliases:  # tied weights: one tensor under several names
@@ -191,7 +167,7 @@ class _Generator:
             self.bound.add(spec["name"])
             return name
         if spec["kind"] == "const":
-            return f"{self.ids(fallback)}={_literal(spec['value'])}"
+            return f"{self.ids(fallback)}={literal(spec['value'])}"
         name = self.ids(fallback)
         self._unpack(name, spec)
         return name
@@ -235,7 +211,7 @@ class _Generator:
                 getter = "get_buffer" if t.buffer else "get_parameter"
                 read = f"self.{getter}({t.name!r})"
                 if t.perm is not None:
-                    read += f".permute{_literal(t.perm)}"
+                    read += f".permute{literal(t.perm)}"
                 self.lines.append(f"{self.ids(name)} = {read}")
         if name in self.graph.constants:
             return f"self.{self.ids(name)}"
@@ -254,8 +230,8 @@ class _Generator:
         opdef = REGISTRY[node.op]
         attrs = {k: self._attr(opdef, k, v) for k, v in opdef.with_defaults(node.attrs).items()}
         if not fn.__module__.startswith("unigraph."):  # a torch function registered as is
-            return f"{_qualified(fn)}({', '.join(args + [f'{k}={v}' for k, v in attrs.items()])})"
-        inlined = _inline(fn, args, attrs, self.helpers)
+            return f"{self.helpers.qualify(fn)}({', '.join(args + [f'{k}={v}' for k, v in attrs.items()])})"
+        inlined = inline(fn, args, attrs, self.helpers)
         if inlined is not None:
             return inlined
         name = self.helpers.emit(fn)
@@ -264,14 +240,14 @@ class _Generator:
     def _attr(self, opdef: OpDef, key: str, value: Any) -> str:
         if opdef.attrs[key].symbolic:
             return _symbolic_literal(value, lambda s: self.ids("sym:" + s))
-        return _literal(value)
+        return literal(value)
 
     def _outputs(self, spec: dict) -> str:
         kind = spec["kind"]
         if kind == "tensor":
             return self._value(spec["name"])
         if kind == "const":
-            return _literal(spec["value"])
+            return literal(spec["value"])
         items = [self._outputs(item) for item in spec["items"]]
         if kind == "dict":
             return "{" + ", ".join(f"{k!r}: {v}" for k, v in zip(spec["keys"], items)) + "}"
@@ -293,25 +269,13 @@ def _module_ref(path: str) -> str:
 # ---- literals -----------------------------------------------------------------------------------
 
 
-def _literal(value: Any) -> str:
-    """Python source for an attribute value (inf and nan through ``math``)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "math.nan" if math.isnan(value) else ("math.inf" if value > 0 else "-math.inf")
-    if isinstance(value, tuple):
-        inner = ", ".join(_literal(v) for v in value)
-        return f"({inner},)" if len(value) == 1 else f"({inner})"
-    if isinstance(value, list):
-        return "[" + ", ".join(_literal(v) for v in value) + "]"
-    return repr(value)
-
-
 def _symbolic_literal(value: Any, symbol: Callable[[str], str]) -> str:
     """A dimension expression as Python over the symbols bound in forward."""
     if isinstance(value, tuple):
         inner = ", ".join(_symbolic_literal(v, symbol) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
     if not isinstance(value, str):
-        return _literal(value)
+        return literal(value)
     return ast.unparse(_DimsToPython(symbol).visit(ast.parse(value, mode="eval").body))
 
 
@@ -336,196 +300,11 @@ class _DimsToPython(ast.NodeTransformer):
 def _array_literal(array: np.ndarray) -> str:
     """Source for a constant: ``torch.arange`` / ``torch.full`` where it is one, else a literal."""
     dtype = f"torch.{array.dtype.name}" if array.dtype.name != "bool" else "torch.bool"
-    shape = _literal(tuple(int(d) for d in array.shape))
+    shape = literal(tuple(int(d) for d in array.shape))
     flat = array.reshape(-1)
     if flat.size and np.all(flat == flat[0]):
-        return f"torch.full({shape}, {_literal(flat[0].item())}, dtype={dtype})"
+        return f"torch.full({shape}, {literal(flat[0].item())}, dtype={dtype})"
     if flat.size and np.issubdtype(array.dtype, np.integer) and np.array_equal(flat, np.arange(flat.size)):
         return f"torch.arange({flat.size}, dtype={dtype}).reshape({shape})"
-    values = _literal(flat.tolist()) if flat.size else "[]"
+    values = literal(flat.tolist()) if flat.size else "[]"
     return f"torch.tensor({values}, dtype={dtype}).reshape({shape})"
-
-
-def _qualified(fn: Callable) -> str:
-    """``torch.relu`` → ``"torch.relu"``, ``F.silu`` → ``"F.silu"``."""
-    module = _MODULE_NAMES.get(getattr(fn, "__module__", None) or "")
-    if module is None:
-        raise ValueError(f"{fn!r} is not a function of torch or torch.nn.functional")
-    return f"{module}.{fn.__name__}"
-
-
-# ---- lowerings as source ------------------------------------------------------------------------
-
-
-def _function_ast(fn: Callable) -> ast.FunctionDef:
-    tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    (func,) = tree.body
-    return func
-
-
-def _body(func: ast.FunctionDef) -> list[ast.stmt]:
-    body = func.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
-        body = body[1:]  # the docstring
-    return body
-
-
-def _inline(fn: Callable, args: list[str], attrs: dict[str, str], helpers: _Helpers) -> str | None:
-    """The lowering's single ``return`` expression with the arguments substituted, or None."""
-    func = _function_ast(fn)
-    body = _body(func)
-    if len(body) != 1 or not isinstance(body[0], ast.Return) or body[0].value is None:
-        return None
-    mapping = _bind(fn, args, attrs)
-    expression = copy.deepcopy(body[0].value)
-    rename = helpers.renamer(fn, constants_inline=True)
-    expression = _Substitute(mapping, rename, _bound_names(expression)).visit(expression)
-    return ast.unparse(_Fold().visit(expression))
-
-
-def _bind(fn: Callable, args: list[str], attrs: dict[str, str]) -> dict[str, str]:
-    """Source expression of every parameter of the lowering for this call.
-
-    ``attrs`` holds every attribute of the op, defaults filled from its schema:
-    nothing is taken from the lowering's own defaults, so a lowering whose
-    defaults drifted from the op's cannot change what the generated code does
-    (``tests/ops/test_signatures.py`` keeps the two signatures equal). An
-    optional tensor input the node leaves out is ``None``.
-    """
-    mapping: dict[str, str] = {}
-    positional = iter(args)
-    for p in inspect.signature(fn).parameters.values():
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            mapping[p.name] = next(positional, "None")
-        elif p.kind is p.VAR_POSITIONAL:
-            rest = list(positional)
-            mapping[p.name] = "(" + ", ".join(rest) + ("," if len(rest) == 1 else "") + ")"
-        elif p.kind is p.KEYWORD_ONLY:
-            if p.name not in attrs:
-                raise TypeError(f"torch lowering {fn.__qualname__} takes {p.name}=, which its op has no attribute for")
-            mapping[p.name] = attrs[p.name]
-    return mapping
-
-
-class _Substitute(ast.NodeTransformer):
-    """Replaces parameters by argument expressions and renames the module globals used."""
-
-    def __init__(self, mapping: dict[str, str], rename: Callable[[str], str | None], local: set[str]):
-        self.mapping = mapping
-        self.rename = rename
-        self.local = local
-
-    def visit_Name(self, node):
-        if node.id in self.mapping:
-            return ast.parse(self.mapping[node.id], mode="eval").body
-        if node.id in self.local:
-            return node
-        renamed = self.rename(node.id)
-        return ast.parse(renamed, mode="eval").body if renamed else node
-
-    def visit_Call(self, node):
-        self.generic_visit(node)
-        args = []
-        for a in node.args:  # f(*(a, b)) -> f(a, b)
-            if isinstance(a, ast.Starred) and isinstance(a.value, ast.Tuple):
-                args.extend(a.value.elts)
-            else:
-                args.append(a)
-        node.args = args
-        return node
-
-
-def _bound_names(tree: ast.AST) -> set[str]:
-    """Names a function or expression binds itself: parameters, assignments, loop targets."""
-    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    names |= {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
-    return names
-
-
-class _Fold(ast.NodeTransformer):
-    """Folds ``a if None is None else b`` and similar tests over constants, and
-    ``getattr(torch, 'float32')`` to ``torch.float32``."""
-
-    def visit_Call(self, node):
-        self.generic_visit(node)
-        fn = node.func
-        if (
-            isinstance(fn, ast.Name) and fn.id == "getattr" and len(node.args) == 2 and not node.keywords
-            and isinstance(node.args[0], ast.Name) and isinstance(node.args[1], ast.Constant)
-            and isinstance(node.args[1].value, str) and node.args[1].value.isidentifier()
-        ):
-            return ast.Attribute(node.args[0], node.args[1].value, ast.Load())
-        return node
-
-    def visit_IfExp(self, node):
-        self.generic_visit(node)
-        names = {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)}
-        if names <= set(_FOLDABLE):
-            try:
-                verdict = eval(compile(ast.Expression(node.test), "<fold>", "eval"), {"__builtins__": _FOLDABLE})
-            except Exception:
-                return node
-            return node.body if verdict else node.orelse
-        return node
-
-
-#: Builtins a constant test may use and still fold.
-_FOLDABLE = {"isinstance": isinstance, "int": int, "float": float, "bool": bool, "str": str, "tuple": tuple, "len": len}
-
-
-class _Helpers:
-    """Functions copied into the generated file: lowerings and the private helpers they call."""
-
-    def __init__(self):
-        self._names: dict[Callable, str] = {}
-        self._sources: list[str] = []
-
-    def sources(self) -> list[str]:
-        return ["\n" + s for s in self._sources]
-
-    def renamer(self, fn: Callable, constants_inline: bool = False) -> Callable[[str], str | None]:
-        """Maps a global name used in ``fn`` to its name in the file (emitting what it needs).
-
-        With ``constants_inline`` a module-level constant becomes its literal, so
-        that tests over it fold away in an inlined expression.
-        """
-
-        def rename(name: str) -> str | None:
-            value = fn.__globals__.get(name)
-            if name in _MODULE_NAMES.values() or value is None:
-                return None
-            if isinstance(value, types.ModuleType):
-                target = _MODULE_NAMES.get(value.__name__)
-                if target is None:
-                    raise ValueError(f"torch lowering {fn.__qualname__} uses module {value.__name__}")
-                return target
-            if isinstance(value, types.FunctionType) and value.__module__ == fn.__module__:
-                return self.emit(value)
-            if isinstance(value, (int, float, str, tuple, frozenset)):
-                return _literal(value) if constants_inline else self._constant(fn, name, value)
-            if callable(value) and not isinstance(value, types.FunctionType):
-                return _qualified(value)
-            raise ValueError(f"torch lowering {fn.__qualname__} uses {name!r}, which a generated file cannot hold")
-
-        return rename
-
-    def _constant(self, fn: Callable, name: str, value: Any) -> str:
-        key = (fn.__module__, name)
-        if key not in self._names:
-            emitted = f"_{fn.__module__.rsplit('.', 1)[-1]}_{name.lstrip('_')}".upper()
-            self._names[key] = emitted
-            self._sources.append(f"{emitted} = {value!r}")
-        return self._names[key]
-
-    def emit(self, fn: Callable) -> str:
-        if fn in self._names:
-            return self._names[fn]
-        family = fn.__module__.rsplit(".", 1)[-1]
-        name = f"_{family}_{fn.__name__.lstrip('_')}"
-        self._names[fn] = name
-        func = _function_ast(fn)
-        func.decorator_list = []
-        func.name = name
-        func = _Substitute({}, self.renamer(fn), _bound_names(func)).visit(func)
-        self._sources.append(ast.unparse(func))
-        return name
