@@ -1,4 +1,4 @@
-"""Nodes a converted Keras model runs as Keras's own layers: ``Dense``, ``ConvND``, norms, ``Embedding``.
+"""Nodes a converted Keras model runs as Keras's own layers: ``Dense``, ``ConvND``, norms, ``Embedding``, pools.
 
 A node becomes a Keras layer when its parameters are exactly that layer's:
 variables (not computed tensors) of one source module, all of that module's
@@ -6,6 +6,8 @@ variables the graph reads (torch's ``num_batches_tracked`` is read by none),
 used by this node alone (a tied embedding stays an op on a
 ``Weights`` layer), float32, and attributes the layer expresses. Anything else
 stays an ``Op`` layer running the op's Keras lowering, which is always right.
+Pools have no parameters: an unpadded max or average pool is a Keras pooling
+layer named after the source module that ran it.
 
 Layouts: Flax kernels are Keras's (``Dense`` ``(in, out)``, ``ConvND``
 ``(*k, in/groups, out)``); a depthwise kernel ``(*k, 1, C*M)`` is reshaped to
@@ -56,6 +58,11 @@ def find_native(conv: Converted) -> dict[int, Native]:
     torch_origin = conv.metadata.get("source_framework") == "torch"
     found = {}
     for index, node in enumerate(graph.nodes):
+        pool = _POOLS.get(node.op)
+        native = pool(graph, node) if pool is not None else None
+        if native is not None:
+            found[index] = dataclasses.replace(native, module=node.source.module.replace(".", "_").replace("/", "_") or node.op)
+            continue
         recognize = _RECOGNIZERS.get(node.op)
         owned = {n for n in node.inputs if n in graph.variables}
         if recognize is None or not owned or len(node.outputs) != 1:
@@ -128,9 +135,13 @@ def _conv(graph: Graph, node: Node, torch_origin: bool) -> Native | None:
     pad = [("pad", f"ZeroPadding{n}D", {"padding": pads[0] if n == 1 else pads, "data_format": "channels_last"})] if pads else []
     if a.get("channels_last", False):
         return Native("", kind, config, x, tuple(weights), tuple(pad))
-    to_last = ("nhwc", "Permute", {"dims": [*range(2, n + 2), 1]})
-    to_first = ("nchw", "Permute", {"dims": [n + 1, *range(1, n + 1)]})
+    to_last, to_first = _permutes(n)
     return Native("", kind, config, x, tuple(weights), (to_last, *pad), (to_first,))
+
+
+def _permutes(n: int) -> tuple[Around, Around]:
+    """The ``Permute`` layers that move the channels of an ``n``-d activation last, and back first."""
+    return ("nhwc", "Permute", {"dims": [*range(2, n + 2), 1]}), ("nchw", "Permute", {"dims": [n + 1, *range(1, n + 1)]})
 
 
 def _padding(pairs, window, strides, dilation):
@@ -200,6 +211,43 @@ def _embedding(graph: Graph, node: Node, torch_origin: bool) -> Native | None:
     vocabulary, width = graph.types[table].shape
     return Native("", "Embedding", {"input_dim": vocabulary, "output_dim": width}, ids, (("embeddings", table, _same),))
 
+
+def _pool(graph: Graph, node: Node) -> Native | None:
+    """``MaxPoolingND``/``AveragePoolingND`` for unpadded windows; a padded max pool pads with -inf, which no
+    Keras layer does, and stays an op."""
+    a, x = node.attrs, node.inputs[0]
+    n = len(a["window"])
+    if not 1 <= n <= 3 or graph.types[x].rank != n + 2 or not _float_activation(graph, x):
+        return None
+    if any(pair != (0, 0) for pair in a["padding"]) or a.get("ceil_mode") or a.get("return_indices"):
+        return None
+    if any(d != 1 for d in a.get("dilation", ())) or a.get("divisor_override") is not None:
+        return None
+    kind = f"MaxPooling{n}D" if node.op == "max_pool" else f"AveragePooling{n}D"
+    config = {"pool_size": list(a["window"]), "strides": list(a["strides"]), "padding": "valid", "data_format": "channels_last"}
+    if a.get("channels_last", False):
+        return Native("", kind, config, x, ())
+    to_last, to_first = _permutes(n)
+    return Native("", kind, config, x, (), (to_last,), (to_first,))
+
+
+def _global_average(graph: Graph, node: Node) -> Native | None:
+    """``GlobalAveragePoolingND`` for an adaptive average pool to one position (a reduction: either layout runs)."""
+    a, x = node.attrs, node.inputs[0]
+    n = len(a["output_size"])
+    if any(size != 1 for size in a["output_size"]) or not 1 <= n <= 3 or graph.types[x].rank != n + 2:
+        return None
+    if not _float_activation(graph, x):
+        return None
+    layout = "channels_last" if a.get("channels_last", False) else "channels_first"
+    return Native("", f"GlobalAveragePooling{n}D", {"data_format": layout, "keepdims": True}, x, ())
+
+
+_POOLS: dict[str, Callable[[Graph, Node], Native | None]] = {
+    "max_pool": _pool,
+    "avg_pool": _pool,
+    "adaptive_avg_pool": _global_average,
+}
 
 _RECOGNIZERS: dict[str, Callable[[Graph, Node, bool], Native | None]] = {
     "dense": _dense,
