@@ -22,22 +22,29 @@ between ``Permute`` layers (TensorFlow's CPU kernels have none channels-first).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
 
+from unigraph import signature
 from unigraph.backends.keras_layers import Op, Weights
-from unigraph.backends.keras_plan import Plan, plan
-from unigraph.converted import Converted
+from unigraph.backends.keras_plan import Plan, input_structure, output_values, plan
+from unigraph.channels_last import Layout, to_channels_last
+from unigraph.converted import Converted, host_arrays
 
 #: The layers of unigraph's own a plan may name; any other kind is a keras.layers class.
 _OWN_LAYERS = {"Weights": Weights, "Op": Op}
 
 
-def to_keras(conv: Converted) -> keras.Model:
-    """The converted model as a Functional ``keras.Model`` with the conversion's weights."""
-    return build(plan(conv))
+def to_keras(conv: Converted, *, channels_last: bool = False) -> keras.Model:
+    """The converted model as a Functional ``keras.Model`` with the conversion's weights.
+
+    With ``channels_last``, image inputs and outputs are ``(N, *spatial, C)``
+    and no transposes are left around convolutions (``unigraph.channels_last``).
+    """
+    return build(plan(conv, channels_last=channels_last))
 
 
 def build(p: Plan) -> keras.Model:
@@ -64,3 +71,28 @@ def build(p: Plan) -> keras.Model:
         for name, value in call.weights:
             by_name[name].assign(np.asarray(value))
     return model
+
+
+def call_as_source(model: keras.Model, conv: Converted, *, channels_last: bool = False) -> Callable:
+    """``model`` (``conv``'s Keras model, built or loaded from a file) called with the source model's
+    arguments and returning its outputs' layouts, as NumPy arrays: what the checker runs for a Keras output."""
+    graph, layout = conv.graph, Layout()
+    if channels_last:
+        rewritten, layout = to_channels_last(conv)
+        graph = rewritten.graph
+    names = signature.input_names(graph)
+    structure = input_structure(graph)
+    values = output_values(graph)
+
+    def call(*args, **kwargs):
+        arrays = signature.bind(conv.graph, *host_arrays((args, kwargs)))
+        arrays = [np.transpose(a, layout.inputs[v]) if v in layout.inputs else a for v, a in zip(graph.inputs, arrays)]
+        inputs = dict(zip(names, arrays)) if structure == "dict" else arrays[0] if structure == "tensor" else arrays
+        outputs = keras.tree.map_structure(keras.ops.convert_to_numpy, model(inputs))
+
+        def source_layout(value, y):
+            return np.transpose(y, np.argsort(layout.outputs[value])) if value in layout.outputs else y
+
+        return keras.tree.map_structure(source_layout, values, outputs)
+
+    return call

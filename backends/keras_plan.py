@@ -29,6 +29,7 @@ import numpy as np
 
 from unigraph import dims, signature, tree
 from unigraph.backends.keras_native import Native, find_native
+from unigraph.channels_last import to_channels_last
 from unigraph.converted import Converted
 from unigraph.errors import GraphError
 from unigraph.ir import Graph, Node
@@ -66,8 +67,10 @@ class Plan:
     outputs: Any  # the output structure: nested lists and dicts of values
 
 
-def plan(conv: Converted) -> Plan:
-    """The Keras model of ``conv``'s graph, in the graph's layouts."""
+def plan(conv: Converted, *, channels_last: bool = False) -> Plan:
+    """The Keras model of ``conv``'s graph: in the graph's layouts, or with images channels-last."""
+    if channels_last:
+        conv, _ = to_channels_last(conv)
     return _Planner(conv).plan()
 
 
@@ -116,10 +119,7 @@ class _Planner:
             for axis, d in enumerate(t.shape):
                 if dims.is_symbol(d):
                     self.bindings.setdefault(d, (value, axis))
-        args, kwargs = graph.input_tree["items"]
-        positional = not kwargs["keys"] and all(item["kind"] == "tensor" for item in args["items"])
-        structure = ("tensor" if len(inputs) == 1 else "list") if positional else "dict"
-        return tuple(inputs), structure
+        return tuple(inputs), input_structure(graph)
 
     def _outputs(self):
         constants = _const_paths(self.graph.output_tree)
@@ -127,7 +127,7 @@ class _Planner:
             raise GraphError(
                 f"outputs {constants} were fixed when the model was traced; a Keras model returns tensors only"
             )
-        return _lists(tree.unflatten(self.graph.output_tree, lambda value: value))
+        return output_values(self.graph)
 
     # ---- weights and constants ---------------------------------------------------------------------------------
 
@@ -212,6 +212,19 @@ class _Planner:
         where = node.source.module.replace(".", "_").replace("/", "_")
         config = {"op": node.op, "attrs": dict(node.attrs), "arguments": arguments, "symbols": symbols, "outputs": outputs}
         self._call(self._name(f"{where}_{node.op}" if where else node.op, "op"), "Op", config, [*tensors, *extras], node.outputs)
+
+
+def output_values(graph: Graph):
+    """The graph's output values in the structure the Keras model returns them (tuples as lists)."""
+    return _lists(tree.unflatten(graph.output_tree, lambda value: value))
+
+
+def input_structure(graph: Graph) -> str:
+    """How the Keras model takes the graph's inputs: ``"tensor"`` (one, passed positionally), ``"list"``
+    (several, positionally) or ``"dict"`` (by name: the source took keyword arguments or nested ones)."""
+    args, kwargs = graph.input_tree["items"]
+    positional = not kwargs["keys"] and all(item["kind"] == "tensor" for item in args["items"])
+    return ("tensor" if len(graph.inputs) == 1 else "list") if positional else "dict"
 
 
 def _attribute_symbols(node: Node) -> set[str]:

@@ -115,13 +115,14 @@ class Converted:
 
         return to_module(self)
 
-    def to_keras(self):
+    def to_keras(self, *, channels_last: bool = False):
         """A Functional ``keras.Model`` of Keras layers (``Dense``, ``Conv2D``, norms, …) and Keras ops, under any
         Keras backend, the weights loaded: it trains with ``fit``, its layers freeze, its head can be replaced
-        (``unigraph.backends.keras``)."""
+        (``unigraph.backends.keras``). Images keep the source's layout (NCHW from torch), or with
+        ``channels_last`` are taken and returned NHWC, with no transposes left around convolutions."""
         from unigraph.backends.keras import to_keras
 
-        return to_keras(self)
+        return to_keras(self, channels_last=channels_last)
 
     def to_torch_source(self, path, *, class_name: str = "Model", overwrite: bool = False) -> str:
         """Writes the torch module as a standalone Python file that imports only torch; returns the source."""

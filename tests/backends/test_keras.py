@@ -22,6 +22,7 @@ import unigraph as ug
 from tests.zoo.models import MODELS
 from tests.zoo.util import flatten
 from unigraph import signature
+from unigraph.backends.keras_layers import Op
 from unigraph.converted import host_arrays
 from unigraph.params import flatten_variables
 
@@ -94,6 +95,28 @@ def test_keras_layers_where_the_graph_has_them_named_after_the_source():
     assert kinds["layer1_0_bn1"] == "BatchNormalization" and kinds["fc"] == "Dense"
     assert model.get_layer("layer1_0_bn1").moving_mean.trainable is False
     assert model.input.shape[0] is None  # the symbolic batch
+
+
+@pytest.mark.parametrize("name", ["cnn", "resnet18"])
+def test_channels_last_takes_and_returns_nhwc_with_no_permutes_inside(name):
+    """With and without XLA: TensorFlow's CPU kernels run the channels-last convolutions as they are."""
+    import tensorflow as tf
+
+    from unigraph.backends.keras import call_as_source
+
+    case = MODELS[name]()
+    args, _ = case.make_inputs(2)
+    conv = ug.from_torch(case.model, args)
+    model = conv.to_keras(channels_last=True)
+    assert model.input.shape[1:] == tuple(args[0].shape[2:]) + (args[0].shape[1],)
+    kinds = [layer.op if isinstance(layer, Op) else type(layer).__name__ for layer in model.layers]
+    assert "Permute" not in kinds and "transpose" not in kinds, kinds
+    nhwc = np.transpose(args[0].numpy(), (0, 2, 3, 1))
+    want = torch_outputs(case, args, {})
+    for jit in (False, True):
+        got = tf.function(model, jit_compile=jit)(nhwc)
+        assert_matches({"output": np.asarray(got)}, want, f"{name} channels-last, jit_compile={jit}")
+    assert_matches({"output": call_as_source(model, conv, channels_last=True)(*args)}, want, f"{name} as the source")
 
 
 # ---- training ---------------------------------------------------------------------------------------------------
