@@ -50,17 +50,19 @@ class Identifiers:
         return self._by_name[name]
 
 
-def literal(value: Any) -> str:
-    """Python source for a plain value (inf and nan through ``math``)."""
+def literal(value: Any, string: Callable[[str], str] = repr) -> str:
+    """Python source for a plain value (inf and nan through ``math``); ``string`` writes strings."""
     if isinstance(value, float) and not math.isfinite(value):
         return "math.nan" if math.isnan(value) else ("math.inf" if value > 0 else "-math.inf")
+    if isinstance(value, str):
+        return string(value)
     if isinstance(value, tuple):
-        inner = ", ".join(literal(v) for v in value)
+        inner = ", ".join(literal(v, string) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
     if isinstance(value, list):
-        return "[" + ", ".join(literal(v) for v in value) + "]"
+        return "[" + ", ".join(literal(v, string) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{literal(k, string)}: {literal(v, string)}" for k, v in value.items()) + "}"
     return repr(value)
 
 
@@ -98,13 +100,46 @@ class Copier:
         return self._names[obj]
 
     def definition(self, obj: Callable, name: str) -> str:
-        """The source of ``obj`` defined as ``name``, undecorated, what it refers to copied (or renamed)."""
-        tree = function_ast(obj)
-        tree.decorator_list = []
-        tree.name = name
-        _drop_foreign_annotations(tree, set(self.modules.values()))
-        tree = _Substitute({}, self.renamer(obj), bound_names(tree)).visit(tree)
-        return ast.unparse(tree)
+        """The source of ``obj`` defined as ``name``, undecorated, the global names it uses renamed to the
+        file's (what they refer to copied first).
+
+        The text is ``obj``'s own, edited where the syntax tree says (comments
+        and layout kept): the file reads as the module it was copied from.
+        """
+        text = textwrap.dedent(inspect.getsource(obj))
+        tree = ast.parse(text).body[0]
+        edits = _Edits(text)
+        line = edits.offset(tree.lineno, 0)
+        edits.replace(0, line, "")  # the decorators
+        header = re.compile(rf"(def|class)\s+{re.escape(obj.__name__)}\b").search(text, line)
+        edits.replace(header.end() - len(obj.__name__), header.end(), name)
+        skipped = [*tree.decorator_list, *self._drop_annotations(tree, edits)]
+        kept = {id(n) for n in ast.walk(tree)} - {id(n) for s in skipped for n in ast.walk(s)}
+        local = bound_names(tree)
+        rename = self.renamer(obj)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and id(node) in kept and node.id not in local:
+                renamed = rename(node.id)
+                if renamed is not None:
+                    edits.replace_node(node, renamed)
+        return edits.apply()
+
+    def _drop_annotations(self, tree: ast.AST, edits: _Edits) -> list[ast.expr]:
+        """Removes the annotations that name anything but builtins and the file's modules (``Mapping``, a
+        type alias): they document the source module's types, which the file does not define."""
+        known = set(dir(builtins)) | set(self.modules.values())
+        dropped = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.arg) and node.annotation is not None and not _names_in(node.annotation) <= known:
+                edits.replace_node(node, node.arg)
+                dropped.append(node.annotation)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
+                if not _names_in(node.returns) <= known:
+                    start, end = edits.span(node.returns)
+                    arrow = edits.text.rindex("->", 0, start)
+                    edits.replace(len(edits.text[:arrow].rstrip(" ")), end, "")
+                    dropped.append(node.returns)
+        return dropped
 
     def qualify(self, fn: Callable) -> str:
         """``torch.relu`` → ``"torch.relu"``, ``keras.ops.relu`` → ``"ops.relu"``: a public function of an imported module."""
@@ -175,16 +210,36 @@ def _globals(obj: Callable) -> dict[str, Any]:
     return obj.__globals__
 
 
-def _drop_foreign_annotations(tree: ast.AST, modules: set[str]) -> None:
-    """Removes annotations naming anything but builtins and the file's modules (``Mapping``, a type alias):
-    they document the source module's types, which the file does not define."""
-    known = set(dir(builtins)) | modules
-    for node in ast.walk(tree):
-        if isinstance(node, ast.arg) and node.annotation is not None and not _names_in(node.annotation) <= known:
-            node.annotation = None
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
-            if not _names_in(node.returns) <= known:
-                node.returns = None
+class _Edits:
+    """Replacements in a source text at the positions its syntax tree gives, applied back to front."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self._lines = text.splitlines(keepends=True)
+        self._starts = [0]
+        for line in self._lines:
+            self._starts.append(self._starts[-1] + len(line))
+        self._edits: list[tuple[int, int, str]] = []
+
+    def offset(self, lineno: int, col: int) -> int:
+        """The text offset of a position of the tree (its columns count UTF-8 bytes)."""
+        line = self._lines[lineno - 1] if lineno <= len(self._lines) else ""
+        return self._starts[lineno - 1] + len(line.encode()[:col].decode())
+
+    def span(self, node: ast.AST) -> tuple[int, int]:
+        return self.offset(node.lineno, node.col_offset), self.offset(node.end_lineno, node.end_col_offset)
+
+    def replace(self, start: int, end: int, text: str) -> None:
+        self._edits.append((start, end, text))
+
+    def replace_node(self, node: ast.AST, text: str) -> None:
+        self.replace(*self.span(node), text)
+
+    def apply(self) -> str:
+        text = self.text
+        for start, end, replacement in sorted(self._edits, reverse=True):
+            text = text[:start] + replacement + text[end:]
+        return text
 
 
 def _names_in(tree: ast.AST) -> set[str]:
@@ -240,7 +295,10 @@ def bind(fn: Callable, args: list[str], attrs: dict[str, str], what: str) -> dic
             mapping[p.name] = next(positional, "None")
         elif p.kind is p.VAR_POSITIONAL:
             rest = list(positional)
-            mapping[p.name] = "(" + ", ".join(rest) + ("," if len(rest) == 1 else "") + ")"
+            if len(rest) == 1 and rest[0].startswith("*"):  # the caller's own tuple: ``*xs`` binds as ``xs``
+                mapping[p.name] = rest[0][1:]
+            else:
+                mapping[p.name] = "(" + ", ".join(rest) + ("," if len(rest) == 1 else "") + ")"
         elif p.kind is p.KEYWORD_ONLY:
             if p.name not in attrs:
                 raise TypeError(f"{what} {fn.__qualname__} takes {p.name}=, which its op has no attribute for")
