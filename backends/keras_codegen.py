@@ -26,6 +26,10 @@ Dimension symbols (a dynamic batch) that attributes use are read at run time
 from the tensors that have them, as ``to_keras``'s ``Op`` layers read them;
 an attribute's expression is written as a JSON-able tree (``"2*seq + 1"`` is
 ``["add", ["mul", 2, "seq"], 1]``) that a few lines of the file evaluate.
+Those layers are given their output shapes (``output_shapes``, as the graph
+types them): Keras infers a layer's outputs by tracing it, and a size known
+only at run time is a tensor under TensorFlow (a ``reshape`` to ``(batch, 10,
+-1)`` would lose its last size) and no value at all under JAX (``arange``).
 """
 
 from __future__ import annotations
@@ -97,6 +101,12 @@ def _dims(expressions, sizes):
     return None if expressions is None else tuple(_dim(e, sizes) for e in expressions)
 
 
+def _specs(shapes, dtype):
+    """A layer's outputs as the graph types them, rather than traced: tracing cannot see run-time sizes."""
+    specs = [keras.KerasTensor(shape, dtype=dtype) for shape in shapes]
+    return specs[0] if len(specs) == 1 else specs
+
+
 _DIM_OPERATIONS = {
     "add": lambda a, b: a + b,
     "sub": lambda a, b: a - b,
@@ -113,11 +123,13 @@ _DIM_OPERATIONS = {
 def generate(source: Plan | Converted, *, channels_last: bool = False, stem: str = "model") -> str:
     """The Python source of a file whose ``build_model()`` builds the Keras model of ``source``.
 
-    ``stem`` is the file's module name, which its docstring's example imports.
+    ``channels_last`` (for a ``Converted``) plans the model with images
+    ``(N, *spatial, C)``, as ``to_keras(conv, channels_last=True)``; ``stem`` is
+    the file's module name, which its docstring's example imports.
     """
     if isinstance(source, Plan):
         return _Generator(source, stem, source.name).source()
-    return _Generator(_plan(source, channels_last), stem, _origin(source)).source()
+    return _Generator(plan(source, channels_last=channels_last), stem, _origin(source)).source()
 
 
 def save(conv: Converted, path: str | os.PathLike, *, channels_last: bool = False, overwrite: bool = False) -> str:
@@ -129,18 +141,13 @@ def save(conv: Converted, path: str | os.PathLike, *, channels_last: bool = Fals
     from unigraph.backends.keras import build  # keras.py reaches this module lazily too
 
     path = Path(path)
-    the_plan = _plan(conv, channels_last)
+    the_plan = plan(conv, channels_last=channels_last)
     source = _Generator(the_plan, path.stem, _origin(conv)).source()
     model = build(the_plan)
     with atomic_file(path, overwrite=overwrite) as staged, atomic_file(weights_path(path), overwrite=overwrite) as staged_weights:
         staged.write_text(source)
         _save_weights(model, staged_weights)
     return source
-
-
-def _plan(conv: Converted, channels_last: bool) -> Plan:
-    # the keyword only where it is asked for: plan() takes it once the channels-last rewrite lands
-    return plan(conv, channels_last=True) if channels_last else plan(conv)
 
 
 def weights_path(path: str | os.PathLike) -> Path:
@@ -169,12 +176,12 @@ class _Generator:
         self.copier = Copier(_MODULE_NAMES, "Keras lowering")
         self.copier.reserve("build_model", "Weights", "_frozen", "_sizes", "_dim", "_dims", "_DIM_OPERATIONS")
         self.register = f"@keras.saving.register_keras_serializable(package={_quoted(p.name)})"
-        self.reserved_classes = _keras_class_names() | {_snake_case(c.kind) for c in p.calls if c.kind != "Op"}
         self.classes: dict[str, str] = {}  # op -> its class in the file
         self.class_sources: list[str] = []
         self.freezes = False  # whether a class uses _frozen
         self.symbolic = False  # whether a class evaluates dimension expressions
         self.math = False  # whether build_model writes math.inf or math.nan
+        self.env: dict[str, str] = {}  # plan value -> its expression in build_model
 
     # ---- the file ---------------------------------------------------------------------------
 
@@ -182,6 +189,7 @@ class _Generator:
         for call in self.plan.calls:
             if call.kind == "Op":
                 self._op_class(call.config["op"])
+        self.ids = Identifiers(["keras", "layers", "ops", "np", "math", "Weights", *self.classes.values()])
         weights = any(call.kind == "Weights" for call in self.plan.calls)
         weights_class = f"\n{self.register}\n{self.copier.definition(Weights, 'Weights')}\n" if weights else ""
         build = self._build_model()
@@ -216,7 +224,7 @@ class _Generator:
         if op in self.classes:
             return self.classes[op]
         name = "".join(part.capitalize() for part in op.split("_"))
-        if _snake_case(name) in self.reserved_classes:  # Keras would file its weights with the other's
+        if _snake_case(name) in _TAKEN_CLASS_NAMES:  # Keras would file the other's weights under this class
             name += "Op"
         self.classes[op] = name
         opdef = REGISTRY[op]
@@ -229,42 +237,32 @@ class _Generator:
         if opdef.attrs:
             lines += ["", *self._init(opdef.attrs, fields, frozen, symbolic)]
         lines += ["", *self._call_method(op, fields, symbolic)]
+        if symbolic:
+            lines += ["", *self._output_spec_method(op, fields)]
         if opdef.attrs:
-            config = ", ".join(f"{_quoted(f)}: self.{f}" for f in fields.values())
-            config += ', "symbols": self.symbols' if symbolic else ""
-            lines += ["", "def get_config(self):", f"    return {{**super().get_config(), {config}}}"]
+            config = [f"{_quoted(f)}: self.{f}" for f in fields.values()]
+            config += ['"symbols": self.symbols', '"output_shapes": self.output_shapes'] * symbolic
+            lines += ["", "def get_config(self):", _enclosed("return {", ["**super().get_config()", *config], "}", prefix="    ")]
         body = textwrap.indent("\n".join(lines), "    ")
         self.class_sources.append(f"\n{self.register}\nclass {name}(layers.Layer):\n{body}\n")
         return name
 
     def _init(self, attrs: Mapping[str, Attr], fields: Mapping[str, str], frozen: set[str], symbolic: bool) -> list[str]:
-        required = [fields[a] for a, attr in attrs.items() if attr.required]
+        required = [fields[a] for a, attr in attrs.items() if attr.required] + ["output_shapes"] * symbolic
         optional = [f"{fields[a]}={literal(attr.default, _quoted)}" for a, attr in attrs.items() if not attr.required]
-        params = ", ".join(["*", *required, *optional, *(["symbols=None"] if symbolic else []), "**kwargs"])
-        lines = [f"def __init__(self, {params}):", "    super().__init__(**kwargs)"]
+        params = ["self", "*", *required, *optional, *(["symbols=None"] if symbolic else []), "**kwargs"]
+        lines = [_enclosed("def __init__(", params, "):"), "    super().__init__(**kwargs)"]
         for attr, field in fields.items():
             lines.append(f"    self.{field} = _frozen({field})" if attr in frozen else f"    self.{field} = {field}")
         if symbolic:
             lines.append("    self.symbols = dict(symbols or {})")
+            lines.append("    self.output_shapes = _frozen(output_shapes)")
         return lines
 
     def _call_method(self, op: str, fields: Mapping[str, str], symbolic: bool) -> list[str]:
-        opdef = REGISTRY[op]
-        params, args = [], []
-        for p in inspect.signature(opdef.jax).parameters.values():
-            if p.kind is p.POSITIONAL_ONLY:
-                params.append(f"{p.name}=None" if p.name in opdef.optional else p.name)
-                args.append(p.name)
-            elif p.kind is p.VAR_POSITIONAL:
-                params.append(f"*{p.name}")
-                args.append(f"*{p.name}")
-        sized = symbolic or not args  # a layer needs an input: one with no tensor inputs is called on one it does not read
-        if sized:
-            if opdef.variadic:
-                raise GraphError(f"op {op!r} takes a variable number of inputs and dimension symbols: no layer of the file runs it")
-            params.append("*sized")
+        params, args = _parameters(op)
         attrs = {}
-        for attr, a in opdef.attrs.items():
+        for attr, a in REGISTRY[op].attrs.items():
             value = f"self.{fields[attr]}"
             if a.symbolic:
                 value = f"_dims({value}, sizes)" if _holds_tuples(a.annotation) else f"_dim({value}, sizes)"
@@ -272,25 +270,29 @@ class _Generator:
         lines = [f"def call(self, {', '.join(params)}):"]
         if symbolic:
             lines.append("    sizes = _sizes(self.symbols, sized)")
-        return lines + [f"    return {self._run(op, args, attrs)}"]
+        return lines + [self._run(op, args, attrs)]
+
+    def _output_spec_method(self, op: str, fields: Mapping[str, str]) -> list[str]:
+        """``compute_output_spec`` from the instance's ``output_shapes``, in its dtype attribute or its input's."""
+        params, args = _parameters(op)
+        dtype = f"self.{fields['dtype']}" if "dtype" in fields else f"{args[0]}.dtype"
+        return [f"def compute_output_spec(self, {', '.join(params)}):", f"    return _specs(self.output_shapes, {dtype})"]
 
     def _run(self, op: str, args: list[str], attrs: dict[str, str]) -> str:
-        """The expression running ``op``'s lowering on ``args`` (source expressions) with ``attrs``."""
+        """``return`` of ``op``'s lowering run on ``args`` (source expressions) with ``attrs``: inlined, or a call."""
         fn = LOWERINGS[op]
         keywords = [f"{k}={v}" for k, v in attrs.items()]
         if not fn.__module__.startswith("unigraph."):  # a keras.ops function registered as is
-            return f"{self.copier.qualify(fn)}({', '.join(args + keywords)})"
+            return _enclosed(f"return {self.copier.qualify(fn)}(", args + keywords, ")", prefix="    ")
         inlined = inline(fn, args, attrs, self.copier)
         if inlined is not None:
-            return inlined
-        return f"{self.copier.emit(fn)}({', '.join(args + keywords)})"
+            return f"    return {inlined}"
+        return _enclosed(f"return {self.copier.emit(fn)}(", args + keywords, ")", prefix="    ")
 
     # ---- build_model -------------------------------------------------------------------------
 
     def _build_model(self) -> str:
         p = self.plan
-        self.ids = Identifiers(["keras", "layers", "ops", "np", "math", "Weights", *self.classes.values()])
-        self.env: dict[str, str] = {}  # plan value -> its expression in build_model
         lines = []
         for spec in p.inputs:
             local = self.ids(spec.name)
@@ -339,13 +341,15 @@ class _Generator:
         config = call.config
         opdef = REGISTRY[config["op"]]
         kwargs = {}
-        for attr, value in _inferred_sizes(config).items():
+        for attr, value in config["attrs"].items():
             schema = opdef.attrs[attr]
             if not schema.required and type(value) is type(schema.default) and value == schema.default:
                 continue
             kwargs[_field(attr)] = _expressions(value) if schema.symbolic else value
         if config["symbols"]:
             kwargs["symbols"] = dict(config["symbols"])
+        if any(a.symbolic for a in opdef.attrs.values()):
+            kwargs["output_shapes"] = [tuple(shape) for shape, _ in config["outputs"]]
         tensors = iter(call.inputs)
         args = []
         for argument in config["arguments"]:
@@ -375,18 +379,25 @@ class _Generator:
 
 
 def _wrapped(target: str, callee: str, kwargs: Mapping[str, str], args: Sequence[str]) -> str:
-    """``target = callee(k=v, …)(args)``: on one line if it fits, else the keyword arguments or the call's
-    arguments (whichever is too long) one a line."""
+    """``target = callee(k=v, …)(args)`` on one line if it fits, else one keyword argument a line, and the
+    call's arguments too if they do not fit after them."""
     called = ", ".join(args)
-    line = f"{target} = {callee}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
-    if _fits(f"{line}({called})"):
-        return f"{line}({called})"
-    if not _fits(f"{line}("):
-        line = f"{target} = {callee}(" + "".join(f"\n    {k}={v}," for k, v in kwargs.items()) + "\n)"
-    last = line.rsplit("\n", 1)[-1]
-    if _fits(f"{last}({called})"):
-        return f"{line}({called})"
-    return f"{line}(" + "".join(f"\n    {a}," for a in args) + "\n)"
+    flat = f"{target} = {callee}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
+    if _fits(f"{flat}({called})"):
+        return f"{flat}({called})"
+    listed = f"{target} = {callee}(" + "".join(f"\n    {k}={v}," for k, v in kwargs.items()) + "\n)"
+    if _fits(f")({called})"):
+        return f"{listed}({called})"
+    head = flat if _fits(f"{flat}(") else listed
+    return f"{head}(" + "".join(f"\n    {a}," for a in args) + "\n)"
+
+
+def _enclosed(opening: str, items: Sequence[str], closing: str, *, prefix: str = "") -> str:
+    """A line of a layer class (indented 4): ``prefix opening items closing`` if it fits, else one item a line."""
+    flat = f"{prefix}{opening}{', '.join(items)}{closing}"
+    if len(flat) + 4 <= _WIDTH:
+        return flat
+    return f"{prefix}{opening}" + "".join(f"\n{prefix}    {item}," for item in items) + f"\n{prefix}{closing}"
 
 
 def _fits(line: str) -> bool:
@@ -401,18 +412,23 @@ def _quoted(text: str) -> str:
     return json.dumps(text)
 
 
-def _inferred_sizes(config: Mapping[str, Any]) -> dict[str, Any]:
-    """An op's attributes, a reshape's ``-1`` replaced by the size its output type has.
-
-    Keras infers a layer's output shape by tracing it, where a dynamic batch
-    size is a run-time value: ``(batch, 10, -1)`` would leave the last size
-    unknown, which the ``Dense`` layer after it cannot take.
-    """
-    attrs = dict(config["attrs"])
-    if config["op"] == "reshape":
-        (static, _), = config["outputs"]
-        attrs["shape"] = tuple(s if d == -1 and s is not None else d for d, s in zip(attrs["shape"], static))
-    return attrs
+def _parameters(op: str) -> tuple[list[str], list[str]]:
+    """The parameters of a layer's ``call`` for ``op`` (its inputs, ``*sized`` after them for the tensors
+    whose sizes its dimension symbols are) and the arguments that pass its inputs on."""
+    opdef = REGISTRY[op]
+    params, args = [], []
+    for p in inspect.signature(opdef.jax).parameters.values():
+        if p.kind is p.POSITIONAL_ONLY:
+            params.append(f"{p.name}=None" if p.name in opdef.optional else p.name)
+            args.append(p.name)
+        elif p.kind is p.VAR_POSITIONAL:
+            params.append(f"*{p.name}")
+            args.append(f"*{p.name}")
+    if any(a.symbolic for a in opdef.attrs.values()) or not args:  # a layer with no inputs is called on one it does not read
+        if opdef.variadic:
+            raise GraphError(f"op {op!r} takes a variable number of inputs and dimension symbols: no layer of the file runs it")
+        params.append("*sized")
+    return params, args
 
 
 def _snake_case(name: str) -> str:
@@ -422,9 +438,10 @@ def _snake_case(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _keras_class_names() -> set[str]:
-    """Keras's own layer classes and unigraph's, as their weights are filed: no class of the file takes one."""
-    return {_snake_case(n) for n in dir(keras.layers) if isinstance(getattr(keras.layers, n), type)} | {"weights", "op"}
+#: Keras's own layer classes and unigraph's, as a weights file names them: no op class of the file takes one.
+_TAKEN_CLASS_NAMES = frozenset(
+    {_snake_case(n) for n in dir(keras.layers) if isinstance(getattr(keras.layers, n), type)} | {"weights", "op"}
+)
 
 
 def _field(attr: str) -> str:
