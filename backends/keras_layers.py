@@ -54,8 +54,9 @@ class Weights(keras.layers.Layer):
         }
 
     def call(self, anchor):
-        # the backend's tensor of each variable (a read the gradient flows through), not the Keras variable
-        return {name: ops.convert_to_tensor(variable.value) for name, variable in self.named.items()}
+        # a tensor read from each variable, which the gradient flows through: TensorFlow's own variable would
+        # pass for a tensor (convert_to_tensor returns it) yet lacks what Keras's ops use (``ndim``)
+        return {name: ops.copy(variable.value) for name, variable in self.named.items()}
 
     def compute_output_spec(self, anchor):
         return {

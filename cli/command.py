@@ -185,7 +185,7 @@ def _check_options(parser: argparse.ArgumentParser) -> None:
 
 def _convert_parser(commands) -> None:
     p = commands.add_parser(
-        "convert", formatter_class=_Formatter, help="convert a model to savedmodel, torch, safetensors, orbax or ug",
+        "convert", formatter_class=_Formatter, help="convert a model to savedmodel, keras, tflite, torch, safetensors, orbax or ug",
         description="Convert SRC and write it to OUT in one format; with --check, prove the written output against SRC.",
         epilog=textwrap.dedent(
             """\
@@ -196,8 +196,11 @@ def _convert_parser(commands) -> None:
               unigraph convert ./hf_model/ -o flax.safetensors --input-shape input_ids=1x128
               unigraph convert mypkg.nets:resnet --weights ckpt.safetensors --input-shape 1x3x224x224 -o ckpt.orbax --to orbax
               unigraph convert model.keras -o model_torch.safetensors --to torch
+              unigraph convert model.pt2 -o keras_model --to keras --check
+              unigraph convert model.pt2 -o model.tflite --check
 
-            --to defaults from OUT's suffix: .ug, .safetensors (the Flax variables), .orbax, .savedmodel, .py.
+            --to defaults from OUT's suffix: .ug, .safetensors (the Flax variables), .orbax, .savedmodel,
+            .tflite, .py (torch source).
             --check runs SRC and the written OUT on seeded random inputs (the traced shapes, or
             --input-shape) and fails the command if any output differs beyond --rtol/--atol.
 

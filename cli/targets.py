@@ -16,8 +16,6 @@ check``: an output is run as it will be used.
 from __future__ import annotations
 
 import hashlib
-import importlib.machinery
-import importlib.util
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +30,7 @@ from unigraph.io import safetensors_file, sniff
 from unigraph.io import variables as variables_file
 from unigraph.io.bundle import BundleBlueprint, is_bundle
 from unigraph.io.safetensors_file import TensorSpec
+from unigraph.io.source_file import import_source
 from unigraph.params import ParamMap, nest_variables
 
 
@@ -194,13 +193,17 @@ def detect_output(path: str | os.PathLike) -> str:
             return "savedmodel"
         if sniff.is_orbax(path):
             return "orbax"
-        raise CheckpointError(f"{path}: neither a SavedModel nor an Orbax checkpoint")
+        if sniff.is_keras_folder(path):
+            return "keras"
+        raise CheckpointError(f"{path}: not a SavedModel, an Orbax checkpoint or a Keras folder unigraph wrote")
+    if sniff.is_tflite(path):
+        return "tflite"
     if formats.from_suffix(path) == "torch_source":
         return "torch_source"
     if not sniff.is_safetensors(path):
         raise CheckpointError(
-            f"{path}: not an output of 'unigraph convert' (a SavedModel or Orbax directory, a .ug bundle, "
-            "a safetensors file or a torch source file)"
+            f"{path}: not an output of 'unigraph convert' (a SavedModel, Orbax or Keras directory, a .ug bundle, "
+            "a safetensors file, a torch source file or a .tflite file)"
         )
     if is_bundle(path):
         return "ug"
@@ -214,7 +217,8 @@ def detect_output(path: str | os.PathLike) -> str:
 def reload(fmt: str, conv: Converted, path: str | os.PathLike):
     """What the checker runs for an output written from ``conv``: the output itself where it runs (a
     SavedModel, a bundle, the state dict in the generated torch module, the torch source file with the
-    conversion's state dict), else the graph with the output's weights."""
+    conversion's state dict, a Keras folder's ``.keras`` file, a ``.tflite`` file in the TFLite
+    interpreter), else the graph with the output's weights."""
     path = Path(path)
     if fmt == "savedmodel":
         return path
@@ -222,6 +226,15 @@ def reload(fmt: str, conv: Converted, path: str | os.PathLike):
         from unigraph.io.bundle import load
 
         return load(path)
+    if fmt == "keras":
+        from unigraph.backends.keras import call_as_source
+        from unigraph.backends.keras_files import load_folder
+
+        return call_as_source(load_folder(path), conv)
+    if fmt == "tflite":
+        from unigraph.backends.tflite import call_as_source
+
+        return call_as_source(path, conv)
     if fmt in ("torch", "torch_source"):
         from unigraph.backends.torch import to_module, to_state_dict
 
@@ -243,8 +256,8 @@ def variables(fmt: str, conv: Converted, path: str | os.PathLike) -> dict:
     if fmt == "torch":
         with safetensors_file.SafetensorsFile(path) as f:
             return nest_variables({t.key: t.to_flax(f.read(t.name)) for t in Blueprint(conv).torch})
-    if fmt == "torch_source":
-        return conv.variables  # the file holds code, no weights
+    if fmt in ("torch_source", "keras", "tflite"):
+        return conv.variables  # not read back into Flax variables: the check ran the output itself
     if fmt == "orbax":
         from unigraph.backends.orbax import restore
 
@@ -270,11 +283,9 @@ def _read_torch(path: Path) -> dict:
 
 def _source_module(path: Path):
     """An instance of the ``Model`` class a torch source file defines (the file ``to_torch_source`` writes)."""
-    name = f"unigraph_checked_{path.stem}"
-    loader = importlib.machinery.SourceFileLoader(name, str(path))  # whatever the file's suffix
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(name, loader))
+    what = "a torch source file"
+    module = import_source(path, what=what)
     try:
-        loader.exec_module(module)
         return module.Model()
     except Exception as e:  # the file's own code can raise anything
-        raise CheckpointError(f"{path}: not a torch source file unigraph wrote ({type(e).__name__}: {first_line(e)})") from None
+        raise CheckpointError(f"{path}: not {what} unigraph wrote ({type(e).__name__}: {first_line(e)})") from None

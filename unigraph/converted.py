@@ -124,6 +124,22 @@ class Converted:
 
         return to_keras(self, channels_last=channels_last)
 
+    def to_keras_source(self, path, *, channels_last: bool = False, overwrite: bool = False) -> str:
+        """Writes the Keras model as a standalone Python file at ``path`` (``build_model()``; it imports only
+        keras, and NumPy where needed) and its weights beside it (``net.py``, ``net.weights.h5``); returns the
+        source. Written atomically; existing files are replaced only with ``overwrite=True``."""
+        from unigraph.backends.keras_codegen import save
+
+        return save(self, path, channels_last=channels_last, overwrite=overwrite)
+
+    def save_keras(self, path, *, channels_last: bool = False, overwrite: bool = False):
+        """Writes a folder at ``path`` holding ``model.py`` and ``model.weights.h5`` (``to_keras_source``) and
+        ``model.keras`` (the model that file builds, loadable with ``safe_mode=True`` once ``model.py`` is
+        imported); returns the path."""
+        from unigraph.backends.keras_files import save_folder
+
+        return save_folder(self, path, channels_last=channels_last, overwrite=overwrite)
+
     def to_torch_source(self, path, *, class_name: str = "Model", overwrite: bool = False) -> str:
         """Writes the torch module as a standalone Python file that imports only torch; returns the source."""
         from unigraph.backends.torch import to_source

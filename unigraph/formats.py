@@ -16,7 +16,7 @@ class Format:
     """One output format: how it is named, what it holds, and the ``Converted`` method that writes it."""
 
     name: str
-    suffix: str  # of outputs named after their input: run3.safetensors -> run3<suffix>
+    suffix: str  # of outputs named after their input: run3.safetensors -> run3<suffix>; "" if none
     directory: bool  # a directory (else one file)
     graph: bool  # holds the graph: its dtypes must be those the weights have
     weights: bool  # holds the weights: one output per checkpoint (``unigraph translate``)
@@ -36,6 +36,8 @@ FORMATS: dict[str, Format] = {
                "state dict in torch names and layouts, as safetensors"),
         Format("torch_source", ".py", False, True, False, "to_torch_source",
                "a Python file defining the model as a torch nn.Module (imports only torch)"),
+        Format("keras", "", True, True, False, "save_keras",
+               "a folder: model.py (a Keras 3 model, imports only keras), its .weights.h5, and model.keras"),
         Format("orbax", ".orbax", True, False, True, "save_orbax",
                "Orbax checkpoint of the Flax variables"),
         Format("ug", ".ug", False, True, True, "save",

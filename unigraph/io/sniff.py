@@ -30,6 +30,17 @@ def is_orbax(path: str | os.PathLike) -> bool:
     return (path / "_CHECKPOINT_METADATA").is_file() or (path / "_METADATA").is_file()
 
 
+def is_keras_folder(path: str | os.PathLike) -> bool:
+    """A folder ``unigraph convert --to keras`` writes: ``model.py``, ``model.weights.h5``, ``model.keras``."""
+    path = Path(path)
+    return all((path / name).is_file() for name in ("model.py", "model.weights.h5", "model.keras"))
+
+
+def is_tflite(path: str | os.PathLike) -> bool:
+    """A TFLite flatbuffer: its file identifier ``TFL3`` at bytes 4 to 8."""
+    return Path(path).is_file() and head(path, 8)[4:8] == b"TFL3"
+
+
 def is_safetensors(path: str | os.PathLike) -> bool:
     """A file that starts as every safetensors file does: an 8-byte header length, then a JSON object."""
     path = Path(path)
