@@ -1,0 +1,410 @@
+"""The whole zoo through ``conv.to_keras()``: every Keras backend, eager and compiled, against the source.
+
+Per model of both zoos (the torch zoo of ``tests/zoo/models.py`` and the Keras
+zoo of ``tests/zoo/test_keras_zoo.py``; seeded random weights, norm statistics,
+scales and offsets randomized so that a dropped or swapped one shows), the
+source framework runs it (torch eager; Keras on TensorFlow) at the zoo's batch
+sizes; ``ug.from_torch`` / ``ug.from_keras`` converts it once, and the Keras
+model of ``conv.to_keras()`` is compared with those outputs:
+
+- here, under Keras's TensorFlow backend: eagerly (``tf eager``), inside
+  ``tf.function(jit_compile=False)`` (``tf.fn``) and ``tf.function(jit_compile=True)``
+  (``xla``), each traced per batch size and, in the ``dyn`` columns, once for
+  every batch size with an ``input_signature`` whose symbolic dimensions are
+  ``None`` (as a SavedModel export traces it: the lowerings see those sizes as
+  tensors);
+- in a fresh process with ``KERAS_BACKEND=jax`` (and ``torch`` for the CNNs and
+  BERT, every model with ``--all-torch``), on the conversion's ``.ug`` bundle
+  (``conv.save``, ``ug.load``, ``to_keras()``), against the same saved outputs.
+
+float32, ``rtol=1e-4, atol=1e-5`` (the project's tolerance), every output leaf
+at every batch size. A cell is ``ok`` or ``BAD`` with the largest absolute error,
+or ``ERR`` with a note number: the notes below the table give the error's
+first line. ``native/glue/op/w`` counts the model's layers: Keras's own
+(``Dense``, ``Conv2D``, norms, ``Embedding``), the ``Permute``/``ZeroPadding``
+around channels-first convolutions, ``Op`` layers (one graph node each) and
+``Weights`` layers.
+
+    python bench/bench_keras_zoo.py                          # both zoos, every backend
+    python bench/bench_keras_zoo.py --models cnn keras/bert  # a bare name picks it in both zoos
+    python bench/bench_keras_zoo.py --zoo keras --no-xla --backends jax
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+#: float32 tolerances at the outputs, as DESIGN.md states them.
+RTOL, ATOL = 1e-4, 1e-5
+#: Models also run under Keras's torch backend (the CNNs and BERT of both zoos).
+TORCH_BACKEND = {
+    "torch/cnn", "torch/resnet18", "torch/mobilenet_v3_small", "torch/efficientnet_b0", "torch/convnext_tiny",
+    "torch/bert", "keras/mobilenet_v2", "keras/resnet50", "keras/efficientnet_b0", "keras/densenet121",
+    "keras/convnext_tiny", "keras/inception_v3", "keras/bert",
+}
+COLUMNS = ("tf eager", "tf.fn", "tf.fn dyn", "xla", "xla dyn", "jax", "torch")
+
+
+def flatten(outputs, path=""):
+    """``{"['logits']": array, "[0]": array, …}``: every tensor of a nested output by its path, as NumPy
+    (tests/zoo/util.py's paths; without torch, for the worker processes)."""
+    if isinstance(outputs, dict):
+        items = [(f"{path}[{k!r}]", v) for k, v in outputs.items()]
+    elif isinstance(outputs, (tuple, list)):
+        items = [(f"{path}[{i}]", v) for i, v in enumerate(outputs)]
+    elif outputs is None:
+        return {}
+    else:
+        if hasattr(outputs, "detach"):
+            outputs = outputs.detach().cpu().numpy()
+        else:
+            import keras
+
+            outputs = keras.ops.convert_to_numpy(outputs)
+        return {path or "output": np.asarray(outputs)}
+    return {p: leaf for k, v in items for p, leaf in flatten(v, k).items()}
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0].strip()}" if text else type(error).__name__
+
+
+def compare(run, cases) -> dict:
+    """Runs ``run`` on each ``(batch, inputs, want)``; ``{"ok", "err" (max abs), "error" (first line)}``."""
+    worst = 0.0
+    try:
+        for batch, inputs, want in cases:
+            got = flatten(run(inputs))
+            if sorted(got) != sorted(want):
+                return {"ok": False, "err": None, "error": f"outputs {sorted(got)}, the source's {sorted(want)}"}
+            for path, expected in want.items():
+                value = np.asarray(got[path])
+                if value.shape != expected.shape:
+                    return {"ok": False, "err": None, "error": f"batch {batch} {path}: shape {value.shape}, the source's {expected.shape}"}
+                a, b = value.astype(np.float64), expected.astype(np.float64)
+                worst = max(worst, float(np.max(np.abs(a - b), initial=0.0)))
+                if not np.allclose(a, b, rtol=RTOL, atol=ATOL):
+                    return {"ok": False, "err": worst, "error": f"batch {batch} {path}: not within rtol={RTOL}, atol={ATOL}"}
+    except Exception as e:  # any failure is a result of the bench, reported by its first line
+        return {"ok": False, "err": None, "error": first_line(e)}
+    return {"ok": True, "err": worst, "error": None}
+
+
+# ---- the worker: a .ug bundle under this process's Keras backend ----------------------------------------------
+
+
+def worker(directory: Path) -> None:
+    """Loads ``directory/model.ug``, builds its Keras model and compares it with ``data.npz``; prints JSON."""
+    import keras
+
+    import unigraph as ug
+
+    meta = json.loads((directory / "meta.json").read_text())
+    with np.load(directory / "data.npz", allow_pickle=False) as data:
+        stored = dict(data)
+    cases = []
+    for batch in meta["batches"]:
+        inputs = [stored[f"in{batch}/{name}"] for name in meta["names"]]
+        want = {k.split("/", 1)[1]: v for k, v in stored.items() if k.startswith(f"out{batch}/")}
+        cases.append((batch, feed(meta["structure"], meta["names"], inputs), want))
+    try:
+        model = ug.load(directory / "model.ug").to_keras()
+    except Exception as e:  # reported, not raised: the table shows it
+        result = {"ok": False, "err": None, "error": first_line(e)}
+    else:
+        result = compare(lambda inputs: model(inputs, training=False), cases)
+    result["backend"] = keras.backend.backend()
+    print(json.dumps(result))
+
+
+def feed(structure: str, names: list[str], arrays: list):
+    """What the Keras model takes: its one tensor, a list, or a dict by input name."""
+    if structure == "dict":
+        return dict(zip(names, arrays))
+    return arrays[0] if structure == "tensor" else list(arrays)
+
+
+def run_worker(directory: Path, backend: str, timeout: float) -> dict:
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__, "--worker", str(directory)],
+            capture_output=True, text=True, env=env, timeout=timeout, cwd=directory,
+        )
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "err": None, "error": f"timed out after {timeout:.0f} s"}
+    lines = done.stdout.strip().splitlines()
+    if done.returncode or not lines:
+        tail = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        return {"ok": False, "err": None, "error": f"worker exited {done.returncode}: {tail[-1] if tail else ''}"}
+    result = json.loads(lines[-1])
+    if result.pop("backend") != backend:
+        result = {"ok": False, "err": None, "error": "the worker ran another Keras backend"}
+    return result
+
+
+# ---- the zoos ---------------------------------------------------------------------------------------------------
+
+
+def randomize_torch(model):
+    """Random BatchNorm statistics, norm scales and offsets, ConvNeXt's layer scales (1e-6 at init) and every
+    parameter initialized to zeros (biases, ViT's head, which makes its output zeros), so that a conversion
+    which drops or swaps one cannot pass."""
+    import torch
+    from torch import nn
+
+    generator = torch.Generator().manual_seed(1)
+
+    def uniform(t, low, high):
+        return low + (high - low) * torch.rand(t.shape, generator=generator)
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+                m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=generator))
+                m.running_var.copy_(uniform(m.running_var, 0.5, 1.5))
+            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)):
+                if getattr(m, "weight", None) is not None:
+                    m.weight.copy_(uniform(m.weight, 0.5, 1.5))
+                if getattr(m, "bias", None) is not None:
+                    m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=generator))
+        for name, p in model.named_parameters():
+            if name.rsplit(".", 1)[-1] == "layer_scale":
+                p.copy_(uniform(p, 0.1, 0.5))
+            elif p.numel() and not p.any():  # zero-initialized: ViT's head and class token, biases
+                fan_in = p[0].numel() if p.ndim > 1 else 100
+                p.copy_(torch.randn(p.shape, generator=generator) / fan_in**0.5)
+    return model
+
+
+def _torch_case(name: str):
+    """(model id, source outputs by batch, (args, kwargs) by batch, the conversion) of a torch zoo model."""
+    import torch
+
+    import unigraph as ug
+    from tests.zoo.models import MODELS
+
+    case = MODELS[name]()
+    randomize_torch(case.model)
+    calls = {batch: case.make_inputs(batch) for batch in case.batches}
+    with torch.no_grad():
+        want = {batch: flatten(case.model(*args, **kwargs)) for batch, (args, kwargs) in calls.items()}
+    args, kwargs = calls[case.batches[0]]
+    with torch.no_grad() if case.no_grad else torch.enable_grad():
+        conv = ug.from_torch(case.model, args, kwargs)
+    return want, calls, conv
+
+
+def _keras_case(name: str):
+    import keras
+
+    import unigraph as ug
+    from tests.zoo.test_keras_zoo import BATCHES, MODELS
+
+    case = MODELS[name]()
+    calls = {batch: ((case.make_inputs(batch),), {}) for batch in BATCHES}
+    want = {
+        batch: flatten(keras.tree.map_structure(keras.ops.convert_to_numpy, case.model(args[0], training=False)))
+        for batch, (args, _) in calls.items()
+    }
+    conv = ug.from_keras(case.model, case.make_inputs(2) if case.example else None)
+    return want, calls, conv
+
+
+def zoo() -> dict[str, object]:
+    """Model id (``torch/resnet18``, ``keras/bert``) → a function returning (want, calls, conv)."""
+    from tests.zoo.models import MODELS
+    from tests.zoo.test_keras_zoo import MODELS as KERAS_MODELS
+
+    found = {f"torch/{name}": (lambda name=name: _torch_case(name)) for name in MODELS}
+    found.update({f"keras/{name}": (lambda name=name: _keras_case(name)) for name in KERAS_MODELS})
+    return found
+
+
+# ---- one model --------------------------------------------------------------------------------------------------
+
+
+def structure_of(graph) -> str:
+    """How ``to_keras``'s model takes its inputs (keras_plan's rule): one tensor, a list, or a dict by name."""
+    args, kwargs = graph.input_tree["items"]
+    positional = not kwargs["keys"] and all(item["kind"] == "tensor" for item in args["items"])
+    return ("tensor" if len(graph.inputs) == 1 else "list") if positional else "dict"
+
+
+def keras_shape(shape) -> list:
+    return [d if isinstance(d, int) else None for d in shape]
+
+
+def layer_counts(model) -> dict:
+    counts = {"native": 0, "glue": 0, "op": 0, "weights": 0}
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
+        if kind == "Op":
+            counts["op"] += 1
+        elif kind == "Weights":
+            counts["weights"] += 1
+        elif kind == "Permute" or kind.startswith("ZeroPadding"):
+            counts["glue"] += 1
+        else:
+            counts["native"] += 1
+    return counts
+
+
+def bench(model_id: str, build, options, scratch: Path) -> dict:
+    import tensorflow as tf
+
+    from unigraph import signature
+    from unigraph.converted import host_arrays
+
+    row = {"model": model_id, "results": {}}
+    start = time.perf_counter()
+    try:
+        want, calls, conv = build()
+    except Exception as e:  # the conversion itself failed: every column is that error
+        row["convert_error"] = first_line(e)
+        return row
+    row["convert_s"] = time.perf_counter() - start
+    graph = conv.graph
+    names, structure = signature.input_names(graph), structure_of(graph)
+    arrays = {batch: [np.asarray(a) for a in signature.bind(graph, *host_arrays(call))] for batch, call in calls.items()}
+    cases = [(batch, feed(structure, names, arrays[batch]), want[batch]) for batch in calls]
+
+    start = time.perf_counter()
+    try:
+        model = conv.to_keras()
+    except Exception as e:
+        row["build_error"] = first_line(e)
+        model = None
+    row["build_s"] = time.perf_counter() - start
+    if model is not None:
+        row["layers"] = layer_counts(model)
+        row["results"]["tf eager"] = compare(lambda inputs: model(inputs, training=False), cases)
+        # each batch size traced on its own (static shapes), and once for all with the model's symbolic dimensions
+        # as None (as a SavedModel export traces it): the lowerings then see dynamic sizes as scalar tensors
+        dynamic = [feed(structure, names, [tf.TensorSpec(keras_shape(graph.types[v].shape), graph.types[v].dtype) for v in graph.inputs])]
+        for column, jit, signature_ in (
+            ("tf.fn", False, None), ("tf.fn dyn", False, dynamic), ("xla", True, None), ("xla dyn", True, dynamic),
+        ):
+            if jit and not options.xla:
+                continue
+            function = tf.function(lambda inputs: model(inputs, training=False), jit_compile=jit, input_signature=signature_)
+            row["results"][column] = compare(function, cases)
+
+    directory = scratch / model_id.replace("/", "_")
+    directory.mkdir(parents=True, exist_ok=True)
+    conv.save(directory / "model.ug", overwrite=True)
+    stored = {}
+    for batch in calls:
+        stored.update({f"in{batch}/{name}": array for name, array in zip(names, arrays[batch])})
+        stored.update({f"out{batch}/{path}": value for path, value in want[batch].items()})
+    np.savez(directory / "data.npz", **stored)
+    meta = {"batches": list(calls), "names": names, "structure": structure}
+    (directory / "meta.json").write_text(json.dumps(meta))
+    for backend in options.backends:
+        if backend == "torch" and not (options.all_torch or model_id in TORCH_BACKEND):
+            continue
+        row["results"][backend] = run_worker(directory, backend, options.timeout)
+    return row
+
+
+# ---- the table --------------------------------------------------------------------------------------------------
+
+
+def cell(result: dict | None, notes: list[str]) -> str:
+    if result is None:
+        return "-"
+    if result["ok"]:
+        return f"ok {result['err']:.0e}"
+    if result["err"] is not None:
+        return f"BAD {result['err']:.0e}"
+    if result["error"] not in notes:
+        notes.append(result["error"])
+    return f"ERR [{notes.index(result['error']) + 1}]"
+
+
+def print_row(row: dict, notes: list[str]) -> None:
+    layers = row.get("layers")
+    counts = f"{layers['native']}/{layers['glue']}/{layers['op']}/{layers['weights']}" if layers else "-"
+    failure = row.get("convert_error") or row.get("build_error")
+    cells = [cell(row["results"].get(c), notes) for c in COLUMNS]
+    if failure:
+        if failure not in notes:
+            notes.append(failure)
+        shown = f"ERR [{notes.index(failure) + 1}]"
+        cells = [shown if c not in row["results"] else cell(row["results"][c], notes) for c in COLUMNS]
+    seconds = f"{row.get('convert_s', float('nan')):.1f}"
+    print(f"{row['model']:26} {seconds:>9} {counts:>16} " + " ".join(f"{c:>9}" for c in cells), flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", help="model ids (torch/bert, keras/bert) or bare names (both zoos)")
+    parser.add_argument("--zoo", choices=("torch", "keras", "both"), default="both")
+    parser.add_argument("--backends", nargs="*", default=["jax", "torch"], choices=("jax", "torch"),
+                        help="Keras backends run in fresh processes on the .ug bundle")
+    parser.add_argument("--all-torch", action="store_true", help="every model under Keras's torch backend too")
+    parser.add_argument("--no-xla", dest="xla", action="store_false", help="skip tf.function(jit_compile=True)")
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds for each worker process")
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.worker:
+        worker(options.worker)
+        return 0
+
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if os.environ["KERAS_BACKEND"] != "tensorflow":
+        parser.error("run the bench under Keras's TensorFlow backend (the worker processes run the others)")
+    import unigraph.backends.savedmodel  # noqa: F401  (loads triton, then TensorFlow: see unigraph/native_order.py)
+    import keras
+    import tensorflow as tf
+    import torch
+
+    tf.get_logger().setLevel("ERROR")  # tf.function's retracing warnings: each batch size is a new trace
+    models = zoo()
+    if options.zoo != "both":
+        models = {k: v for k, v in models.items() if k.startswith(options.zoo + "/")}
+    if options.models:
+        unknown = [m for m in options.models if m not in models and not any(k.endswith("/" + m) for k in models)]
+        if unknown:
+            parser.error(f"unknown models {unknown}; known: {' '.join(models)}")
+        models = {k: v for k, v in models.items() if k in options.models or k.split("/", 1)[1] in options.models}
+    print(f"keras {keras.__version__}, tensorflow {tf.__version__}, torch {torch.__version__}; "
+          f"float32 rtol={RTOL}, atol={ATOL}; cells: ok/BAD max abs error, ERR [note]\n")
+    header = f"{'model':26} {'convert s':>9} {'native/glue/op/w':>16} " + " ".join(f"{c:>9}" for c in COLUMNS)
+    print(header)
+    print("-" * len(header), flush=True)
+    notes: list[str] = []
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_keras_zoo_") as scratch:
+        for model_id, build in models.items():
+            row = bench(model_id, build, options, Path(scratch))
+            rows.append(row)
+            print_row(row, notes)
+    if notes:
+        print()
+        for i, note in enumerate(notes, 1):
+            print(f"[{i}] {note}")
+    failed = sum(not r["ok"] for row in rows for r in row["results"].values()) + sum(
+        "convert_error" in row or "build_error" in row for row in rows
+    )
+    print(f"\n{len(rows)} models, {failed} failing cells or conversions")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
