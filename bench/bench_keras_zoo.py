@@ -1,8 +1,9 @@
 """The whole zoo through ``conv.to_keras()``: every Keras backend, eager and compiled, against the source.
 
 Per model of both zoos (the torch zoo of ``tests/zoo/models.py`` and the Keras
-zoo of ``tests/zoo/test_keras_zoo.py``; seeded random weights, norm statistics,
-scales and offsets randomized so that a dropped or swapped one shows), the
+zoo of ``tests/zoo/test_keras_zoo.py``; seeded random weights, and torch's norm
+statistics, scales, offsets and zero-initialized parameters randomized here as
+the Keras zoo randomizes its own, so that a dropped or swapped one shows), the
 source framework runs it (torch eager; Keras on TensorFlow) at the zoo's batch
 sizes; ``ug.from_torch`` / ``ug.from_keras`` converts it once, and the Keras
 model of ``conv.to_keras()`` is compared with those outputs:
@@ -13,15 +14,20 @@ model of ``conv.to_keras()`` is compared with those outputs:
   every batch size with an ``input_signature`` whose symbolic dimensions are
   ``None`` (as a SavedModel export traces it: the lowerings see those sizes as
   tensors);
-- in a fresh process with ``KERAS_BACKEND=jax`` (and ``torch`` for the CNNs and
-  BERT, every model with ``--all-torch``), on the conversion's ``.ug`` bundle
+- in a fresh process with ``KERAS_BACKEND=jax`` (eagerly, and under
+  ``jax.jit``), and with ``KERAS_BACKEND=torch`` for the CNNs and BERT (every
+  model with ``--all-torch``), on the conversion's ``.ug`` bundle
   (``conv.save``, ``ug.load``, ``to_keras()``), against the same saved outputs.
+
+A model with a channels-first image op gets a second row, ``cl``: the same
+runs of ``to_keras(channels_last=True)``, called through ``call_as_source``
+(inputs and outputs transposed to and from the source's layouts).
 
 float32, ``rtol=1e-4, atol=1e-5`` (the project's tolerance), every output leaf
 at every batch size. A cell is ``ok`` or ``BAD`` with the largest absolute error,
 or ``ERR`` with a note number: the notes below the table give the error's
 first line. ``native/glue/op/w`` counts the model's layers: Keras's own
-(``Dense``, ``Conv2D``, norms, ``Embedding``), the ``Permute``/``ZeroPadding``
+(``Dense``, ``Conv2D``, norms, pools, ``Embedding``), the ``Permute``/``ZeroPadding``
 around channels-first convolutions, ``Op`` layers (one graph node each) and
 ``Weights`` layers.
 
@@ -52,7 +58,7 @@ TORCH_BACKEND = {
     "torch/bert", "keras/mobilenet_v2", "keras/resnet50", "keras/efficientnet_b0", "keras/densenet121",
     "keras/convnext_tiny", "keras/inception_v3", "keras/bert",
 }
-COLUMNS = ("tf eager", "tf.fn", "tf.fn dyn", "xla", "xla dyn", "jax", "torch")
+COLUMNS = ("tf eager", "tf.fn", "tf.fn dyn", "xla", "xla dyn", "jax", "jax jit", "torch")
 
 
 def flatten(outputs, path=""):
@@ -81,11 +87,11 @@ def first_line(error: BaseException) -> str:
 
 
 def compare(run, cases) -> dict:
-    """Runs ``run`` on each ``(batch, inputs, want)``; ``{"ok", "err" (max abs), "error" (first line)}``."""
+    """Runs ``run`` on each ``(batch, arrays, want)``; ``{"ok", "err" (max abs), "error" (first line)}``."""
     worst = 0.0
     try:
-        for batch, inputs, want in cases:
-            got = flatten(run(inputs))
+        for batch, arrays, want in cases:
+            got = flatten(run(arrays))
             if sorted(got) != sorted(want):
                 return {"ok": False, "err": None, "error": f"outputs {sorted(got)}, the source's {sorted(want)}"}
             for path, expected in want.items():
@@ -101,11 +107,25 @@ def compare(run, cases) -> dict:
     return {"ok": True, "err": worst, "error": None}
 
 
+def as_source(function, conv, channels_last: bool):
+    """``function`` (the Keras model, or a compiled call of it) taking the graph's input arrays in order and
+    returning the source's outputs in the source's layouts (``call_as_source``)."""
+    from unigraph.backends.keras import call_as_source
+
+    call = call_as_source(function, conv, channels_last=channels_last)
+    return lambda arrays: call(*arrays)  # signature.bind takes a flat list of the graph's inputs
+
+
+def eager(model):
+    return lambda inputs: model(inputs, training=False)
+
+
 # ---- the worker: a .ug bundle under this process's Keras backend ----------------------------------------------
 
 
 def worker(directory: Path) -> None:
-    """Loads ``directory/model.ug``, builds its Keras model and compares it with ``data.npz``; prints JSON."""
+    """Loads ``directory/model.ug``, builds its Keras models (``meta.json``'s variants) and compares them with
+    ``data.npz``; prints ``{variant: {column: result}}`` as JSON."""
     import keras
 
     import unigraph as ug
@@ -115,43 +135,52 @@ def worker(directory: Path) -> None:
         stored = dict(data)
     cases = []
     for batch in meta["batches"]:
-        inputs = [stored[f"in{batch}/{name}"] for name in meta["names"]]
+        arrays = [stored[f"in{batch}/{i}"] for i in range(meta["inputs"])]
         want = {k.split("/", 1)[1]: v for k, v in stored.items() if k.startswith(f"out{batch}/")}
-        cases.append((batch, feed(meta["structure"], meta["names"], inputs), want))
-    try:
-        model = ug.load(directory / "model.ug").to_keras()
-    except Exception as e:  # reported, not raised: the table shows it
-        result = {"ok": False, "err": None, "error": first_line(e)}
-    else:
-        result = compare(lambda inputs: model(inputs, training=False), cases)
-    result["backend"] = keras.backend.backend()
-    print(json.dumps(result))
+        cases.append((batch, arrays, want))
+    backend = keras.backend.backend()
+    results = {}
+    for variant in meta["variants"]:
+        channels_last = variant == "cl"
+        try:
+            conv = ug.load(directory / "model.ug")
+            model = conv.to_keras(channels_last=channels_last)
+        except Exception as e:  # reported, not raised: the table shows it
+            failed = {"ok": False, "err": None, "error": first_line(e)}
+            results[variant] = {backend: failed}
+            continue
+        results[variant] = {backend: compare(as_source(eager(model), conv, channels_last), cases)}
+        if backend == "jax":
+            import jax
 
-
-def feed(structure: str, names: list[str], arrays: list):
-    """What the Keras model takes: its one tensor, a list, or a dict by input name."""
-    if structure == "dict":
-        return dict(zip(names, arrays))
-    return arrays[0] if structure == "tensor" else list(arrays)
+            jitted = jax.jit(eager(model))
+            results[variant]["jax jit"] = compare(as_source(jitted, conv, channels_last), cases)
+    print(json.dumps({"backend": backend, "results": results}))
 
 
 def run_worker(directory: Path, backend: str, timeout: float) -> dict:
+    """``{variant: {column: result}}`` from a worker under Keras's ``backend``."""
+    meta = json.loads((directory / "meta.json").read_text())
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+
+    def failed(error: str) -> dict:
+        return {variant: {backend: {"ok": False, "err": None, "error": error}} for variant in meta["variants"]}
+
     try:
         done = subprocess.run(
             [sys.executable, __file__, "--worker", str(directory)],
             capture_output=True, text=True, env=env, timeout=timeout, cwd=directory,
         )
     except subprocess.TimeoutExpired:
-        return {"ok": False, "err": None, "error": f"timed out after {timeout:.0f} s"}
+        return failed(f"timed out after {timeout:.0f} s")
     lines = done.stdout.strip().splitlines()
     if done.returncode or not lines:
         tail = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        return {"ok": False, "err": None, "error": f"worker exited {done.returncode}: {tail[-1] if tail else ''}"}
-    result = json.loads(lines[-1])
-    if result.pop("backend") != backend:
-        result = {"ok": False, "err": None, "error": "the worker ran another Keras backend"}
-    return result
+        return failed(f"worker exited {done.returncode}: {tail[-1] if tail else ''}")
+    answer = json.loads(lines[-1])
+    if answer["backend"] != backend:
+        return failed(f"the worker ran Keras's {answer['backend']} backend")
+    return answer["results"]
 
 
 # ---- the zoos ---------------------------------------------------------------------------------------------------
@@ -234,16 +263,15 @@ def zoo() -> dict[str, object]:
 
 # ---- one model --------------------------------------------------------------------------------------------------
 
-
-def structure_of(graph) -> str:
-    """How ``to_keras``'s model takes its inputs (keras_plan's rule): one tensor, a list, or a dict by name."""
-    args, kwargs = graph.input_tree["items"]
-    positional = not kwargs["keys"] and all(item["kind"] == "tensor" for item in args["items"])
-    return ("tensor" if len(graph.inputs) == 1 else "list") if positional else "dict"
+#: Ops the channels-last pass moves (``unigraph.channels_last``): a graph with one channels-first also gets a
+#: ``to_keras(channels_last=True)`` row.
+IMAGE_OPS = ("conv", "conv_transpose", "max_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_pool", "resize", "group_norm")
 
 
-def keras_shape(shape) -> list:
-    return [d if isinstance(d, int) else None for d in shape]
+def variants(graph) -> list[str]:
+    """``source`` (the graph's layouts), and ``cl`` where some image op runs channels-first."""
+    channels_first = any(n.op in IMAGE_OPS and not n.attrs.get("channels_last", False) for n in graph.nodes)
+    return ["source", "cl"] if channels_first else ["source"]
 
 
 def layer_counts(model) -> dict:
@@ -263,61 +291,70 @@ def layer_counts(model) -> dict:
     return counts
 
 
-def bench(model_id: str, build, options, scratch: Path) -> dict:
+def tensorflow_runs(model, conv, channels_last: bool, cases, options) -> dict:
+    """The model under Keras's TensorFlow backend: eager, and in ``tf.function``s with and without XLA.
+
+    Each batch size is traced on its own (static shapes), and in the ``dyn`` columns once for all with the
+    model's symbolic dimensions as ``None`` (as a SavedModel export traces it), where the lowerings see
+    those sizes as tensors.
+    """
+    import keras
     import tensorflow as tf
 
+    results = {"tf eager": compare(as_source(eager(model), conv, channels_last), cases)}
+    dynamic = [keras.tree.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), model.input)]
+    for column, jit, signature in (
+        ("tf.fn", False, None), ("tf.fn dyn", False, dynamic), ("xla", True, None), ("xla dyn", True, dynamic),
+    ):
+        if jit and not options.xla:
+            continue
+        function = tf.function(eager(model), jit_compile=jit, input_signature=signature)
+        results[column] = compare(as_source(function, conv, channels_last), cases)
+    return results
+
+
+def bench(model_id: str, build, options, scratch: Path) -> list[dict]:
+    """One row per variant: ``{"model", "layers", "results": {column: result}}`` (or an error of the row)."""
     from unigraph import signature
     from unigraph.converted import host_arrays
 
-    row = {"model": model_id, "results": {}}
     start = time.perf_counter()
     try:
         want, calls, conv = build()
     except Exception as e:  # the conversion itself failed: every column is that error
-        row["convert_error"] = first_line(e)
-        return row
-    row["convert_s"] = time.perf_counter() - start
+        return [{"model": model_id, "error": first_line(e), "results": {}}]
+    seconds = time.perf_counter() - start
     graph = conv.graph
-    names, structure = signature.input_names(graph), structure_of(graph)
     arrays = {batch: [np.asarray(a) for a in signature.bind(graph, *host_arrays(call))] for batch, call in calls.items()}
-    cases = [(batch, feed(structure, names, arrays[batch]), want[batch]) for batch in calls]
-
-    start = time.perf_counter()
-    try:
-        model = conv.to_keras()
-    except Exception as e:
-        row["build_error"] = first_line(e)
-        model = None
-    row["build_s"] = time.perf_counter() - start
-    if model is not None:
+    cases = [(batch, arrays[batch], want[batch]) for batch in calls]
+    kinds = variants(graph) if options.channels_last else ["source"]
+    rows = {}
+    for variant in kinds:
+        row = rows[variant] = {"model": model_id + (" cl" if variant == "cl" else ""), "convert_s": seconds, "results": {}}
+        try:
+            model = conv.to_keras(channels_last=variant == "cl")
+        except Exception as e:
+            row["error"] = first_line(e)
+            continue
         row["layers"] = layer_counts(model)
-        row["results"]["tf eager"] = compare(lambda inputs: model(inputs, training=False), cases)
-        # each batch size traced on its own (static shapes), and once for all with the model's symbolic dimensions
-        # as None (as a SavedModel export traces it): the lowerings then see dynamic sizes as scalar tensors
-        dynamic = [feed(structure, names, [tf.TensorSpec(keras_shape(graph.types[v].shape), graph.types[v].dtype) for v in graph.inputs])]
-        for column, jit, signature_ in (
-            ("tf.fn", False, None), ("tf.fn dyn", False, dynamic), ("xla", True, None), ("xla dyn", True, dynamic),
-        ):
-            if jit and not options.xla:
-                continue
-            function = tf.function(lambda inputs: model(inputs, training=False), jit_compile=jit, input_signature=signature_)
-            row["results"][column] = compare(function, cases)
+        row["results"].update(tensorflow_runs(model, conv, variant == "cl", cases, options))
 
     directory = scratch / model_id.replace("/", "_")
     directory.mkdir(parents=True, exist_ok=True)
     conv.save(directory / "model.ug", overwrite=True)
     stored = {}
     for batch in calls:
-        stored.update({f"in{batch}/{name}": array for name, array in zip(names, arrays[batch])})
+        stored.update({f"in{batch}/{i}": array for i, array in enumerate(arrays[batch])})
         stored.update({f"out{batch}/{path}": value for path, value in want[batch].items()})
     np.savez(directory / "data.npz", **stored)
-    meta = {"batches": list(calls), "names": names, "structure": structure}
+    meta = {"batches": list(calls), "inputs": len(graph.inputs), "variants": kinds}
     (directory / "meta.json").write_text(json.dumps(meta))
     for backend in options.backends:
         if backend == "torch" and not (options.all_torch or model_id in TORCH_BACKEND):
             continue
-        row["results"][backend] = run_worker(directory, backend, options.timeout)
-    return row
+        for variant, results in run_worker(directory, backend, options.timeout).items():
+            rows[variant]["results"].update(results)
+    return list(rows.values())
 
 
 # ---- the table --------------------------------------------------------------------------------------------------
@@ -338,15 +375,12 @@ def cell(result: dict | None, notes: list[str]) -> str:
 def print_row(row: dict, notes: list[str]) -> None:
     layers = row.get("layers")
     counts = f"{layers['native']}/{layers['glue']}/{layers['op']}/{layers['weights']}" if layers else "-"
-    failure = row.get("convert_error") or row.get("build_error")
     cells = [cell(row["results"].get(c), notes) for c in COLUMNS]
-    if failure:
-        if failure not in notes:
-            notes.append(failure)
-        shown = f"ERR [{notes.index(failure) + 1}]"
-        cells = [shown if c not in row["results"] else cell(row["results"][c], notes) for c in COLUMNS]
-    seconds = f"{row.get('convert_s', float('nan')):.1f}"
-    print(f"{row['model']:26} {seconds:>9} {counts:>16} " + " ".join(f"{c:>9}" for c in cells), flush=True)
+    if "error" in row:  # the conversion or to_keras failed: the columns that did not run show it
+        failed = cell({"ok": False, "err": None, "error": row["error"]}, notes)
+        cells = [failed if c not in row["results"] else shown for c, shown in zip(COLUMNS, cells)]
+    seconds = f"{row['convert_s']:.1f}" if "convert_s" in row else "-"
+    print(f"{row['model']:28} {seconds:>9} {counts:>16} " + " ".join(f"{c:>9}" for c in cells), flush=True)
 
 
 def main(argv=None) -> int:
@@ -357,6 +391,8 @@ def main(argv=None) -> int:
                         help="Keras backends run in fresh processes on the .ug bundle")
     parser.add_argument("--all-torch", action="store_true", help="every model under Keras's torch backend too")
     parser.add_argument("--no-xla", dest="xla", action="store_false", help="skip tf.function(jit_compile=True)")
+    parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                        help="skip the to_keras(channels_last=True) rows")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds for each worker process")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
@@ -385,24 +421,22 @@ def main(argv=None) -> int:
         models = {k: v for k, v in models.items() if k in options.models or k.split("/", 1)[1] in options.models}
     print(f"keras {keras.__version__}, tensorflow {tf.__version__}, torch {torch.__version__}; "
           f"float32 rtol={RTOL}, atol={ATOL}; cells: ok/BAD max abs error, ERR [note]\n")
-    header = f"{'model':26} {'convert s':>9} {'native/glue/op/w':>16} " + " ".join(f"{c:>9}" for c in COLUMNS)
+    header = f"{'model':28} {'convert s':>9} {'native/glue/op/w':>16} " + " ".join(f"{c:>9}" for c in COLUMNS)
     print(header)
     print("-" * len(header), flush=True)
     notes: list[str] = []
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_keras_zoo_") as scratch:
         for model_id, build in models.items():
-            row = bench(model_id, build, options, Path(scratch))
-            rows.append(row)
-            print_row(row, notes)
+            for row in bench(model_id, build, options, Path(scratch)):
+                rows.append(row)
+                print_row(row, notes)
     if notes:
         print()
         for i, note in enumerate(notes, 1):
             print(f"[{i}] {note}")
-    failed = sum(not r["ok"] for row in rows for r in row["results"].values()) + sum(
-        "convert_error" in row or "build_error" in row for row in rows
-    )
-    print(f"\n{len(rows)} models, {failed} failing cells or conversions")
+    failed = sum(not r["ok"] for row in rows for r in row["results"].values()) + sum("error" in row for row in rows)
+    print(f"\n{len(models)} models, {len(rows)} rows, {failed} failing cells or rows")
     return 0
 
 
