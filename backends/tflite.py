@@ -1,44 +1,47 @@
 """TFLite (LiteRT) backend: a converted model as a ``.tflite`` flatbuffer, checked before it is written.
 
-Two routes lead from a graph to TFLite's builtin ops, and both were measured
-(``python bench/bench_tf_side.py --routes``; float32, batch 1, one thread,
-LiteRT 2.3's interpreter with its default XNNPACK delegate, on the build
-machine's CPU; max abs error against torch eager; latency as a ratio to torch
-eager in the same run):
+Two routes lead from a graph to TFLite's builtin ops; both were measured
+(``python bench/bench_tf_side.py --routes``: float32, batch 1, LiteRT 2.3's
+interpreter on one thread with its default XNNPACK delegate; max abs error
+against torch eager; latency as a multiple of torch eager's in the same run):
 
-=================  =================================  =================================
-model              ``keras``: to_keras → TF ops       ``jax2tf``: StableHLO (XlaCallModule)
-=================  =================================  =================================
-cnn (zoo)          3e-8, 0.54× eager, 0.03 MB         2e-8, 3.1× eager, 0.03 MB
-resnet18           6e-6, 0.70×, 46.8 MB               5e-6, 1.1×, 46.8 MB
-mobilenet_v3_small 7e-7, 0.12×, 10.2 MB               5e-8, 3.8×, 10.5 MB
-mobilenet_v2       5e-7, 0.22×, 14.0 MB               2e-7, 16×, 14.3 MB
-ViT (2 layers)     2e-7, 0.08×, 0.15 MB               3e-7, 2.0×, 0.20 MB
-BERT (2 layers)    6e-7, 0.04×, 0.15 MB               1e-6, 0.50×, 0.19 MB
-GPT-2 (2 layers)   1e-6, 0.04×, 0.16 MB               5e-7, 0.32×, 0.19 MB
-=================  =================================  =================================
+==========================  ============================  ============================
+model (random weights)      ``keras``: Keras model's      ``jax2tf``: StableHLO in one
+                            TensorFlow ops                XlaCallModule
+==========================  ============================  ============================
+CNN (zoo, 32×32)            6e-8, 0.14× eager, 0.03 MB    9e-9, 2.3× eager, 0.03 MB
+ResNet-18 (224×224)         7e-6, 1.03×, 46.8 MB          8e-6, 2.3×, 46.8 MB
+MobileNet-V3-small (64×64)  7e-7, 0.15×, 10.2 MB          5e-8, 2.4×, 10.5 MB
+ViT, 2 layers (32×32)       2e-7, 0.13×, 0.15 MB          3e-7, 1.1×, 0.20 MB
+BERT, 2 layers (10 tokens)  7e-7, 0.08×, 0.15 MB          1e-6, 0.40×, 0.19 MB
+GPT-2, 2 layers (10 tokens) 1e-6, 0.09×, 0.16 MB          7e-7, 0.24×, 0.19 MB
+==========================  ============================  ============================
 
-Both are correct to float32 rounding on these models, at batch 1 and 3 from
-one file with a dynamic batch; the ``keras`` route runs 2-70× faster, since
-TensorFlow's ops legalize to TFLite kernels that XNNPACK takes whole, while
-the StableHLO route leaves generic gathers, pads and transposes around every
-convolution. So ``keras`` goes first. ``jax2tf`` is the fallback where the
-Keras model does not convert (grouped 3-d convolutions need ``tf.Conv3D``,
-which TFLite's builtins lack); it is also the route where this process's
-Keras runs another backend. Where a route converts and its model is wrong
-(StableHLO's transposed convolutions, LSTMs whose TensorFlow loop TFLite
-mis-sizes with a dynamic batch), only the check below finds out: the
-converter prints an error, or nothing, and writes a file anyway.
+Both are right to float32 rounding on these, with a dynamic batch (and
+sequence length). The ``keras`` route runs 2-16× faster: the Keras model
+(``backends/keras_plan.py``, rewritten channels-last by
+``unigraph.channels_last`` so that transposes are left at the inputs and
+outputs only) legalizes to TFLite's fused NHWC kernels, which XNNPACK takes
+whole, while the StableHLO route leaves gathers, pads and transposes around
+every convolution. So ``keras`` goes first, and ``jax2tf`` is the fallback
+where the Keras model does not convert or is wrong (a grouped 3-d
+convolution or a 3-d average pool, as in torch's local response norm: the
+Keras route gives ``tf.Conv3D``/``tf.AvgPool3D``, which TFLite's builtins
+lack), and the only route when this process's Keras runs another backend.
 
-So every model is checked before it appears at its path: the conversion and
-the LiteRT interpreter run in a child process (TFLite's converter aborts the
-process on some graphs, with an LLVM error), the model runs on the example
-inputs and again with every dimension symbol one larger, and its outputs must
-match the graph's own JAX run. A model that cannot keep its dynamic
-dimensions is converted again with the example's shapes, with a warning
-naming them; one that no route converts correctly raises ``LoweringError``
-naming the TFLite op and, where the converter says which layer failed, the
-graph node and its source line. Nothing is written then.
+Either route can write a wrong model without failing: TFLite's converter
+prints an error, or nothing, and writes a file anyway (StableHLO's transposed
+convolutions come out wrong, an LSTM's TensorFlow loop fails to prepare with
+a dynamic batch). So every model is checked before it appears at its path:
+the converter and the interpreter run in a child process (the converter
+aborts its process on some graphs, with an LLVM error), the model runs on
+the example inputs and again with every dimension symbol one larger, and its
+outputs must match the graph's own JAX run. A model that cannot keep its
+dynamic dimensions is converted again with the example's shapes, with a
+warning naming them; one that no route converts correctly raises
+``LoweringError`` naming the TFLite op and, where the converter's locations
+name a Keras layer, the graph node and its source line. Nothing is written
+then.
 """
 
 from __future__ import annotations
@@ -127,20 +130,26 @@ def save(
         raise ValueError(f"quantize={quantize!r}: expected one of {list(QUANTIZE)}")
     routes = _routes(route)
     graph = conv.graph
+    bfloat16 = [n for n in (*graph.inputs, *graph.outputs) if graph.types[n].dtype == "bfloat16"]
+    if bfloat16:
+        raise LoweringError(
+            f"inputs and outputs {bfloat16} are bfloat16; a TFLite model written here takes and returns float32, "
+            "float16 and integer tensors only: convert the model in float32"
+        )
     example = _example(graph, inputs, kwargs)
     with atomic_file(path, overwrite=overwrite) as staging:
-        kept_dynamic = None
+        dynamic_failure = None
         if dynamic and _symbols(graph):
             try:
                 _write_first(conv, staging, routes, _specs(graph), [example, _grown(graph, example)], quantize)
                 return
             except LoweringError as error:
-                kept_dynamic = error
+                dynamic_failure = error
         _write_first(conv, staging, routes, _specs(graph, example), [example], quantize)
-    if kept_dynamic is not None:
+    if dynamic_failure is not None:
         warnings.warn(
             f"{path}: its inputs have fixed shapes {_shapes(graph, example)}, since the dynamic dimensions "
-            f"{sorted(_symbols(graph))} could not be kept: {first_line(kept_dynamic)}",
+            f"{sorted(_symbols(graph))} could not be kept: {first_line(dynamic_failure)}",
             stacklevel=2,
         )
 

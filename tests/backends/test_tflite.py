@@ -19,7 +19,7 @@ from torch.export import Dim
 from tests.backends.tf_process import import_tensorflow
 from tests.zoo.models import MODELS, randomize_batch_norm
 
-tf = import_tensorflow()
+import_tensorflow()  # TensorFlow after triton (see there); skips without TensorFlow
 Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
 
 import unigraph as ug  # noqa: E402
