@@ -55,7 +55,7 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from unigraph.native_order import before_tensorflow
@@ -152,6 +152,27 @@ def save(
             f"{sorted(_symbols(graph))} could not be kept: {first_line(dynamic_failure)}",
             stacklevel=2,
         )
+
+
+def call_as_source(path: str | os.PathLike, conv: Converted) -> Callable:
+    """The ``.tflite`` at ``path`` in LiteRT's interpreter (TensorFlow's where LiteRT is not installed),
+    called with the source model's arguments and returning its output structure: what the checker
+    runs for a TFLite output. Inputs of other sizes than the file's resize its dynamic dimensions."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        Interpreter = tf.lite.Interpreter
+    runner = Interpreter(model_path=os.fspath(path)).get_signature_runner()
+    graph = conv.graph
+    inputs, outputs = signature_input_names(graph), list(signature_output_names(graph))
+
+    def call(*args, **kwargs):
+        arrays = bind(graph, *host_arrays((args, kwargs)))
+        got = runner(**dict(zip(inputs, arrays)))
+        leaves = iter([got[name] for name in outputs])
+        return tree.unflatten(graph.output_tree, lambda value: next(leaves))
+
+    return call
 
 
 def _routes(route: str | None) -> tuple[str, ...]:

@@ -467,12 +467,14 @@ def registered_objects(keras) -> dict[str, str]:
     """Importable names of what this process registered with ``register_keras_serializable``.
 
     ``keras.saving.load_model`` finds these here, so the worker must too;
-    entries it could not import (defined in ``__main__``) are left out.
+    entries it could not import are left out: those defined in ``__main__``,
+    or in a module imported from a path that ``sys.modules`` does not hold
+    (a generated Keras source file that ``unigraph check`` ran).
     """
     found = {}
     for name, obj in keras.saving.get_custom_objects().items():
         module, qualname = getattr(obj, "__module__", ""), getattr(obj, "__qualname__", "")
-        if module and module != "__main__" and "<locals>" not in qualname:
+        if module in sys.modules and module != "__main__" and "<locals>" not in qualname:
             found[name] = f"{module}:{qualname}"
     return found
 

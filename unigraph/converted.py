@@ -140,6 +140,17 @@ class Converted:
 
         return save_folder(self, path, channels_last=channels_last, overwrite=overwrite)
 
+    def to_tflite(self, path, *, quantize: str | None = None, dynamic: bool = True, overwrite: bool = False):
+        """Writes a TFLite (LiteRT) flatbuffer at ``path``, float32 unless ``quantize`` (``"float16"`` weights,
+        ``"dynamic_int8"``); symbolic dimensions stay dynamic where TFLite allows (``dynamic=False`` fixes
+        them). It is run in LiteRT's interpreter and checked against this model before it appears at
+        ``path``; a model that does not convert raises ``LoweringError`` naming the op, and nothing is
+        written (``unigraph.backends.tflite``)."""
+        from unigraph.backends.tflite import save
+
+        save(self, path, quantize=quantize, dynamic=dynamic, overwrite=overwrite)
+        return path
+
     def to_torch_source(self, path, *, class_name: str = "Model", overwrite: bool = False) -> str:
         """Writes the torch module as a standalone Python file that imports only torch; returns the source."""
         from unigraph.backends.torch import to_source

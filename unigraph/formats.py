@@ -38,6 +38,8 @@ FORMATS: dict[str, Format] = {
                "a Python file defining the model as a torch nn.Module (imports only torch)"),
         Format("keras", "", True, True, False, "save_keras",
                "a folder: model.py (a Keras 3 model, imports only keras), its .weights.h5, and model.keras"),
+        Format("tflite", ".tflite", False, True, False, "to_tflite",
+               "TFLite (LiteRT) flatbuffer, float32, checked in the TFLite interpreter before it is written"),
         Format("orbax", ".orbax", True, False, True, "save_orbax",
                "Orbax checkpoint of the Flax variables"),
         Format("ug", ".ug", False, True, True, "save",
