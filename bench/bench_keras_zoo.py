@@ -97,7 +97,8 @@ def compare(run, cases) -> dict:
             for path, expected in want.items():
                 value = np.asarray(got[path])
                 if value.shape != expected.shape:
-                    return {"ok": False, "err": None, "error": f"batch {batch} {path}: shape {value.shape}, the source's {expected.shape}"}
+                    error = f"batch {batch} {path}: shape {value.shape}, the source's {expected.shape}"
+                    return {"ok": False, "err": None, "error": error}
                 a, b = value.astype(np.float64), expected.astype(np.float64)
                 worst = max(worst, float(np.max(np.abs(a - b), initial=0.0)))
                 if not np.allclose(a, b, rtol=RTOL, atol=ATOL):
