@@ -24,7 +24,6 @@ from tests.zoo.util import flatten
 from unigraph import signature
 from unigraph.backends.keras_layers import Op
 from unigraph.converted import host_arrays
-from unigraph.params import flatten_variables
 
 #: float32 tolerances at the outputs, as DESIGN.md states them.
 RTOL, ATOL = 1e-4, 1e-5
