@@ -5,7 +5,9 @@ result): torch eager; the Keras model (``to_keras``, Keras on TensorFlow)
 called in a ``tf.function``, with and without XLA (``jit_compile``), in the
 source's layout and channels-last (``to_keras(channels_last=True)``, fed NHWC
 images); the jax2tf SavedModel's ``serving_default``; and the ``.tflite`` file
-of ``backends.tflite.save`` in LiteRT's interpreter. Each is timed as its
+of ``backends.tflite.save`` in LiteRT's interpreter (``ai-edge-litert``) and
+in TensorFlow's older, deprecated copy (``tf.lite.Interpreter``), both with
+their default XNNPACK delegate. Each is timed as its
 user calls it, outputs materialized: the Keras model in a ``tf.function``
 (``predict_on_batch`` adds a data-adapter's overhead per call), the
 interpreter through ``set_tensor``/``invoke``/``get_tensor`` after one
@@ -25,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -157,8 +160,10 @@ def _torch_outputs(model, args, kwargs) -> list[np.ndarray]:
 class _Lite:
     """A ``.tflite`` file ready to run on one set of inputs: allocated once, then set, invoke, get."""
 
-    def __init__(self, path: Path, conv, args, kwargs):
-        self.interpreter = Interpreter(model_path=str(path), num_threads=1)
+    def __init__(self, path: Path, conv, args, kwargs, interpreter=Interpreter):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation
+            self.interpreter = interpreter(model_path=str(path), num_threads=1)
         runner = self.interpreter.get_signature_runner()
         arrays = signature.bind(conv.graph, *host_arrays((args, kwargs)))
         inputs, outputs = runner.get_input_details(), runner.get_output_details()
@@ -209,7 +214,8 @@ def runtimes(names: list[str], repeats: int, directory: Path) -> None:
             "keras NHWC tf.function": _keras_function(conv, args, kwargs, channels_last=True, jit=False),
             "keras NHWC tf.function jit_compile": _keras_function(conv, args, kwargs, channels_last=True, jit=True),
             "SavedModel (jax2tf) serving": lambda: [serving(**sm_inputs)[n].numpy() for n in signature.output_names(conv.graph)],
-            "TFLite (LiteRT, XNNPACK)": _Lite(directory / f"{name}.tflite", conv, args, kwargs),
+            "TFLite (LiteRT 2.3 interpreter)": _Lite(directory / f"{name}.tflite", conv, args, kwargs),
+            "TFLite (tf.lite.Interpreter)": _Lite(directory / f"{name}.tflite", conv, args, kwargs, tf.lite.Interpreter),
         }
         with torch.no_grad():
             ms = _interleaved(list(runs.values()), repeats)
