@@ -17,7 +17,7 @@ from torch import nn
 from torch.export import Dim
 
 from tests.backends.tf_process import import_tensorflow
-from tests.zoo.models import MODELS, randomize_batch_norm
+from tests.zoo.models import MODELS, randomize
 
 import_tensorflow()  # TensorFlow after triton (see there); skips without TensorFlow
 Interpreter = pytest.importorskip("ai_edge_litert.interpreter").Interpreter
@@ -29,17 +29,6 @@ from unigraph.converted import host_arrays  # noqa: E402
 from unigraph.errors import LoweringError, OutputExistsError  # noqa: E402
 
 RTOL, ATOL = 1e-4, 1e-5
-
-
-def randomize(model: nn.Module) -> nn.Module:
-    """Seeded batch-norm statistics, and noise on every parameter initialized to one value (ones, zeros)."""
-    randomize_batch_norm(model)
-    generator = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.numel() > 1 and bool((p == p.flatten()[0]).all()):
-                p.add_(torch.randn(p.shape, generator=generator) * 0.1)
-    return model
 
 
 def vit():
