@@ -1,9 +1,9 @@
 """The whole zoo through ``conv.to_keras()``: every Keras backend, eager and compiled, against the source.
 
 Per model of both zoos (the torch zoo of ``tests/zoo/models.py`` and the Keras
-zoo of ``tests/zoo/test_keras_zoo.py``; seeded random weights, and torch's norm
-statistics, scales, offsets and zero-initialized parameters randomized here as
-the Keras zoo randomizes its own, so that a dropped or swapped one shows), the
+zoo of ``tests/zoo/test_keras_zoo.py``; seeded random weights, norm
+statistics, scales, offsets and zero-initialized parameters randomized by the
+zoos, so that a dropped or swapped one shows), the
 source framework runs it (torch eager; Keras on TensorFlow) at the zoo's batch
 sizes; ``ug.from_torch`` / ``ug.from_keras`` converts it once, and the Keras
 model of ``conv.to_keras()`` is compared with those outputs:
@@ -187,37 +187,6 @@ def run_worker(directory: Path, backend: str, timeout: float) -> dict:
 # ---- the zoos ---------------------------------------------------------------------------------------------------
 
 
-def randomize_torch(model):
-    """Random BatchNorm statistics, norm scales and offsets, ConvNeXt's layer scales (1e-6 at init) and every
-    parameter initialized to zeros (biases, ViT's head, which makes its output zeros), so that a conversion
-    which drops or swaps one cannot pass."""
-    import torch
-    from torch import nn
-
-    generator = torch.Generator().manual_seed(1)
-
-    def uniform(t, low, high):
-        return low + (high - low) * torch.rand(t.shape, generator=generator)
-
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
-                m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=generator))
-                m.running_var.copy_(uniform(m.running_var, 0.5, 1.5))
-            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)):
-                if getattr(m, "weight", None) is not None:
-                    m.weight.copy_(uniform(m.weight, 0.5, 1.5))
-                if getattr(m, "bias", None) is not None:
-                    m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=generator))
-        for name, p in model.named_parameters():
-            if name.rsplit(".", 1)[-1] == "layer_scale":
-                p.copy_(uniform(p, 0.1, 0.5))
-            elif p.numel() and not p.any():  # zero-initialized: ViT's head and class token, biases
-                fan_in = p[0].numel() if p.ndim > 1 else 100
-                p.copy_(torch.randn(p.shape, generator=generator) / fan_in**0.5)
-    return model
-
-
 def _torch_case(name: str):
     """(model id, source outputs by batch, (args, kwargs) by batch, the conversion) of a torch zoo model."""
     import torch
@@ -226,7 +195,6 @@ def _torch_case(name: str):
     from tests.zoo.models import MODELS
 
     case = MODELS[name]()
-    randomize_torch(case.model)
     calls = {batch: case.make_inputs(batch) for batch in case.batches}
     with torch.no_grad():
         want = {batch: flatten(case.model(*args, **kwargs)) for batch, (args, kwargs) in calls.items()}

@@ -37,7 +37,7 @@ def _seeded(factory: Callable[[], ZooModel]) -> Callable[[], ZooModel]:
     def build() -> ZooModel:
         torch.manual_seed(0)
         case = factory()
-        case.model.eval()
+        randomize(case.model).eval()
         return case
 
     build.__name__ = build.__qualname__ = factory.__name__
@@ -62,13 +62,32 @@ class CNN(nn.Module):
         return self.head(torch.flatten(self.pool(self.features(x)), 1))
 
 
-def randomize_batch_norm(model: nn.Module) -> nn.Module:
-    """Non-trivial running statistics, so eval-mode batch norm is really tested."""
+def randomize(model: nn.Module) -> nn.Module:
+    """Seeded random values for what a fresh model holds constant: BatchNorm statistics, norm scales and
+    offsets, layer scales (ConvNeXt's are 1e-6), and every parameter initialized to zeros (biases,
+    torchvision ViT's head, which makes its output all zeros), so that a conversion which drops or swaps
+    one of them cannot pass."""
     generator = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+
+    def uniform(t, low, high):
+        return low + (high - low) * torch.rand(t.shape, generator=generator)
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+                m.running_mean.copy_(0.1 * torch.randn(m.num_features, generator=generator))
+                m.running_var.copy_(uniform(m.running_var, 0.5, 1.5))
+            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)):
+                if getattr(m, "weight", None) is not None:
+                    m.weight.copy_(uniform(m.weight, 0.5, 1.5))
+                if getattr(m, "bias", None) is not None:
+                    m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=generator))
+        for name, p in model.named_parameters():
+            if name.rsplit(".", 1)[-1] == "layer_scale":
+                p.copy_(uniform(p, 0.1, 0.5))
+            elif p.numel() and not p.any():
+                fan_in = p[0].numel() if p.ndim > 1 else 100
+                p.copy_(torch.randn(p.shape, generator=generator) / fan_in**0.5)
     return model
 
 
@@ -110,7 +129,7 @@ def mlp() -> ZooModel:
 @_seeded
 def cnn() -> ZooModel:
     """BatchNorm, ReLU, MaxPool and AdaptiveAvgPool."""
-    return ZooModel(randomize_batch_norm(CNN()), image(size=32), batches=(1, 7))
+    return ZooModel(CNN(), image(size=32), batches=(1, 7))
 
 
 @_seeded
