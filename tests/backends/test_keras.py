@@ -152,6 +152,41 @@ def test_fit_lowers_the_loss_and_frozen_layers_do_not_change(cnn, optimizer):
         np.testing.assert_array_equal(np.array(w), b)
 
 
+def _fit_losses(model, xs, ys, epochs: int = 3) -> list[float]:
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model.fit(xs, ys, epochs=epochs, batch_size=len(ys), verbose=0, shuffle=False).history["loss"]
+
+
+def test_fit_with_adam_lowers_the_loss_of_resnet18_bert_and_a_keras_model():
+    """The issue's three: a torch CNN with batch norms, a torch transformer, a model converted from Keras."""
+    from tests.frontends.keras_models import text_model
+
+    rng = np.random.default_rng(0)
+    resnet = MODELS["resnet18"]()
+    images = rng.standard_normal((4, 3, 32, 32)).astype(np.float32)
+    model = ug.from_torch(resnet.model, (torch.from_numpy(images),)).to_keras()
+    losses = _fit_losses(model, images, rng.integers(0, 1000, 4))
+    assert losses[-1] < losses[0], ("resnet18", losses)
+
+    bert = MODELS["bert"]()
+    args, kwargs = bert.make_inputs(4)
+    conv = ug.from_torch(bert.model, args, kwargs)
+    encoder = conv.to_keras()
+    inputs = keras_arguments(conv, args, kwargs)
+    hidden = encoder(encoder.input)  # the outputs dict; BERT's pooled first token, classified
+    logits = keras.layers.Dense(2, name="classifier")(hidden["pooler_output"])
+    classifier = keras.Model(encoder.input, logits)
+    losses = _fit_losses(classifier, inputs, np.array([0, 1, 0, 1]))
+    assert losses[-1] < losses[0], ("bert", losses)
+
+    source = text_model()
+    ids = rng.integers(0, 40, (8, 12)).astype(np.int32)
+    model = ug.from_keras(source).to_keras()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(ids)), keras.ops.convert_to_numpy(source(ids)), rtol=RTOL, atol=ATOL)
+    losses = _fit_losses(model, ids, rng.integers(0, 5, 8))
+    assert losses[-1] < losses[0], ("keras text model", losses)
+
+
 def test_the_head_can_be_cut_off_and_replaced(cnn):
     case, conv = cnn
     model = conv.to_keras()
