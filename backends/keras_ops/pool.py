@@ -26,6 +26,7 @@ import numpy as np
 from keras import ops
 
 from unigraph.backends.keras_ops import lowers
+from unigraph.ops.pool import bin_taps
 
 
 def _spatial_axes(rank: int, n: int, channels_last: bool) -> tuple[int, ...]:
@@ -207,19 +208,6 @@ def avg_pool(
 # ---- adaptive pools ----------------------------------------------------------------------
 
 
-def _bins(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
-    """torch's adaptive bins: ``[floor(i*size/out), ceil((i+1)*size/out))`` for each output ``i``."""
-    i = np.arange(out)
-    return (i * size) // out, -((-(i + 1) * size) // out)
-
-
-def _bin_taps(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(out, k)`` input positions covering each bin (its last one repeated) and the mask of first visits."""
-    start, end = _bins(size, out)
-    taps = start[:, None] + np.arange(int((end - start).max()))[None, :]
-    return np.minimum(taps, end[:, None] - 1), taps < end[:, None]
-
-
 def _pool_axis(x, axis: int, out: int, kind: str):
     """``x`` with ``axis`` pooled into ``out`` adaptive bins by ``"mean"`` or ``"max"``."""
     reduce = ops.mean if kind == "mean" else ops.max
@@ -229,7 +217,7 @@ def _pool_axis(x, axis: int, out: int, kind: str):
     size = int(shape[axis])
     if size % out == 0:
         return reduce(ops.reshape(x, [*shape[:axis], out, size // out, *shape[axis + 1 :]]), axis=axis + 1)
-    taps, mask = _bin_taps(size, out)
+    taps, mask = bin_taps(size, out)
     windows = ops.take(x, taps.reshape(-1), axis=axis)
     windows = ops.reshape(windows, [*shape[:axis], *taps.shape, *shape[axis + 1 :]])
     if kind == "max":
@@ -277,7 +265,7 @@ def _box_positions(sizes, output_size) -> np.ndarray:
     n = len(sizes)
     positions = np.zeros((), np.int64)
     for d, (size, out) in enumerate(zip(sizes, output_size)):
-        taps = _bin_taps(size, out)[0]
+        taps = bin_taps(size, out)[0]
         shape = [1] * (2 * n)
         shape[d], shape[n + d] = taps.shape
         positions = positions * size + taps.reshape(shape)

@@ -152,15 +152,17 @@ def avg_pool(
     return (total / jnp.reshape(count, _full(x, axes, count.shape, 1))).astype(x.dtype)
 
 
-def _bins(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+def adaptive_bins(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
     """torch's adaptive bins: ``[floor(i*size/out), ceil((i+1)*size/out))`` for each output ``i``."""
     i = np.arange(out)
     return (i * size) // out, -((-(i + 1) * size) // out)
 
 
-def _bin_taps(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(out, k)`` input positions covering each bin (its last one repeated) and the mask of first visits."""
-    start, end = _bins(size, out)
+def bin_taps(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(out, k)`` input positions covering each bin (its last one repeated) and the mask of first visits.
+
+    NumPy on static sizes: the Keras lowerings use it too."""
+    start, end = adaptive_bins(size, out)
     taps = start[:, None] + np.arange(int((end - start).max()))[None, :]
     return np.minimum(taps, end[:, None] - 1), taps < end[:, None]
 
@@ -173,7 +175,7 @@ def _pool_axis(x, axis: int, out: int, kind: str):
     size = int(x.shape[axis])
     if size % out == 0:
         return reduce(jnp.reshape(x, (*x.shape[:axis], out, size // out, *x.shape[axis + 1 :])), axis=axis + 1)
-    taps, mask = _bin_taps(size, out)
+    taps, mask = bin_taps(size, out)
     windows = jnp.take(x, taps.reshape(-1), axis=axis)
     windows = jnp.reshape(windows, (*x.shape[:axis], *taps.shape, *x.shape[axis + 1 :]))
     if kind == "max":
@@ -220,7 +222,7 @@ def _box_positions(sizes, output_size) -> np.ndarray:
     n = len(sizes)
     positions = np.zeros((), np.int64)
     for d, (size, out) in enumerate(zip(sizes, output_size)):
-        taps = _bin_taps(size, out)[0]
+        taps = bin_taps(size, out)[0]
         shape = [1] * (2 * n)
         shape[d], shape[n + d] = taps.shape
         positions = positions * size + taps.reshape(shape)
