@@ -466,16 +466,25 @@ def _importable_all(custom_objects: Mapping[str, Any]) -> dict[str, str]:
 def registered_objects(keras) -> dict[str, str]:
     """Importable names of what this process registered with ``register_keras_serializable``.
 
-    ``keras.saving.load_model`` finds these here, so the worker must too;
-    entries it could not import are left out: those defined in ``__main__``,
-    or in a module imported from a path that ``sys.modules`` does not hold
-    (a generated Keras source file that ``unigraph check`` ran).
+    ``keras.saving.load_model`` finds these here, so the worker must too.
+    Entries the worker could not import by their module and name are left
+    out: those defined in ``__main__`` or in a function, or run from a file
+    or a string that no module of ``sys.modules`` holds (a generated Keras
+    source file that ``unigraph check`` ran).
     """
     found = {}
     for name, obj in keras.saving.get_custom_objects().items():
         module, qualname = getattr(obj, "__module__", ""), getattr(obj, "__qualname__", "")
-        if module in sys.modules and module != "__main__" and "<locals>" not in qualname:
+        if module != "__main__" and "<locals>" not in qualname and _found_at(module, qualname) is obj:
             found[name] = f"{module}:{qualname}"
+    return found
+
+
+def _found_at(module: str, qualname: str):
+    """What ``module:qualname`` names in this process's imported modules, or None."""
+    found = sys.modules.get(module)
+    for part in qualname.split(".") if found is not None else ():
+        found = getattr(found, part, None)
     return found
 
 

@@ -60,7 +60,7 @@ def sha256(path) -> str:
 
 
 def test_the_command_line_and_the_api_share_one_vocabulary():
-    assert list(formats.FORMATS) == ["savedmodel", "safetensors", "torch", "torch_source", "orbax", "ug"]
+    assert list(formats.FORMATS) == ["savedmodel", "safetensors", "torch", "torch_source", "keras", "tflite", "orbax", "ug"]
     assert formats.WEIGHT_FORMATS == ("savedmodel", "safetensors", "torch", "orbax", "ug")
     assert [formats.from_suffix(f"out{s}") for s in (".ug", ".safetensors", ".py", ".orbax", ".savedmodel")] == [
         "ug", "safetensors", "torch_source", "orbax", "savedmodel"

@@ -301,3 +301,23 @@ def test_convert_takes_a_keras_model(tmp_path):
     np.testing.assert_allclose(np.asarray(conv(sample)), model(sample).numpy(), rtol=1e-4, atol=1e-5)
     with pytest.raises(TypeError, match="one input"):
         ug.convert(model, (sample, sample), to="ug", output=tmp_path / "net.ug")
+
+
+def test_classes_registered_by_code_no_module_holds_are_not_sent_to_the_worker():
+    """A generated Keras source run from a string or a path registers classes the worker cannot import:
+    they stay out of what it is sent, and a later conversion in the process still runs."""
+    from unigraph.frontends.keras import registered_objects
+
+    namespace = {}
+    exec(
+        "import keras\n@keras.saving.register_keras_serializable(package='generated')\n"
+        "class Exotic(keras.layers.Layer):\n    pass\n",
+        namespace,
+    )
+    try:
+        assert "generated>Exotic" in keras.saving.get_custom_objects()
+        assert "generated>Exotic" not in registered_objects(keras)
+        model = keras_models.tiny_classifier()
+        ug.from_keras(model, example_inputs=(np.zeros((2, 8), np.float32),))
+    finally:
+        keras.saving.get_custom_objects().pop("generated>Exotic", None)
