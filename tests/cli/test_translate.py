@@ -261,7 +261,9 @@ def test_sigkill_midway_then_a_rerun_loses_nothing_and_redoes_nothing(batch, con
 
 def test_ctrl_c_midway_stops_cleanly_and_a_rerun_finishes(batch, tmp_path):
     out = tmp_path / "out"
-    process = start(batch, out, "-j", "1", delay=0.5)
+    # 2 s a file: this test process, which may hold the models of earlier tests, can pause for seconds (its
+    # garbage collector), and the kill must still land midway, not once the run has finished
+    process = start(batch, out, "-j", "1", delay=2.0)
     in_flight = wait_in_flight(process, out, 3)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
