@@ -26,7 +26,7 @@ import numpy as np
 from keras import ops
 
 from unigraph.backends.keras_ops import lowers
-from unigraph.ops.pool import bin_taps
+from unigraph.ops.pool import bin_taps, box_positions
 
 
 def _spatial_axes(rank: int, n: int, channels_last: bool) -> tuple[int, ...]:
@@ -260,18 +260,6 @@ def _first_argmax(x, axis: int):
     return ops.min(ops.where(hit, positions, size), axis=axis, keepdims=True)
 
 
-def _box_positions(sizes, output_size) -> np.ndarray:
-    """``[*output_size, k]``: the flat spatial index of each tap of each adaptive box."""
-    n = len(sizes)
-    positions = np.zeros((), np.int64)
-    for d, (size, out) in enumerate(zip(sizes, output_size)):
-        taps = bin_taps(size, out)[0]
-        shape = [1] * (2 * n)
-        shape[d], shape[n + d] = taps.shape
-        positions = positions * size + taps.reshape(shape)
-    return positions.reshape(*output_size, -1)
-
-
 def _adaptive_argmax(x, axes, output_size):
     """The flat spatial index (int64) of the first maximum of each adaptive box (all boxes gathered at once)."""
     first, n = axes[0], len(axes)
@@ -281,7 +269,7 @@ def _adaptive_argmax(x, axes, output_size):
         best = _first_argmax(ops.reshape(x, [*lead, -1, *rest]), first)
         return ops.cast(ops.reshape(best, [*lead, *output_size, *rest]), "int64")
     sizes = tuple(int(shape[a]) for a in axes)
-    positions = _box_positions(sizes, output_size)
+    positions = box_positions(sizes, output_size)
     flat = ops.reshape(x, [*lead, math.prod(sizes), *rest])
     boxes = ops.take(flat, positions.reshape(-1), axis=first)
     boxes = ops.reshape(boxes, [*lead, *positions.shape, *rest])

@@ -217,8 +217,9 @@ def adaptive_max_pool(
     return values, _adaptive_argmax(x, axes, output_size)
 
 
-def _box_positions(sizes, output_size) -> np.ndarray:
-    """``[*output_size, k]``: the flat spatial index of each tap of each adaptive box."""
+def box_positions(sizes, output_size) -> np.ndarray:
+    """``[*output_size, k]``: the flat spatial index of each tap of each adaptive box (NumPy: the Keras
+    lowerings use it too)."""
     n = len(sizes)
     positions = np.zeros((), np.int64)
     for d, (size, out) in enumerate(zip(sizes, output_size)):
@@ -238,7 +239,7 @@ def _adaptive_argmax(x, axes, output_size):
         best = jnp.argmax(jnp.reshape(x, (*lead, -1, *rest)), axis=first)
         return jnp.reshape(best, (*lead, *output_size, *rest)).astype(index_dtype)
     sizes = tuple(int(x.shape[a]) for a in axes)
-    positions = _box_positions(sizes, output_size)
+    positions = box_positions(sizes, output_size)
     flat = jnp.reshape(x, (*lead, math.prod(sizes), *rest))
     boxes = jnp.take(flat, positions.reshape(-1), axis=first)
     boxes = jnp.reshape(boxes, (*lead, *positions.shape, *rest))
