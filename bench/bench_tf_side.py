@@ -23,10 +23,8 @@ each. Models have random weights and random batch-norm statistics.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +48,8 @@ from unigraph import signature  # noqa: E402
 from unigraph.backends.keras import to_keras  # noqa: E402
 from unigraph.channels_last import to_channels_last  # noqa: E402
 from unigraph.converted import host_arrays  # noqa: E402
+
+from bench_savedmodel import _interleaved  # noqa: E402  (the same interleaved timing as the SavedModel bench)
 
 
 # ---- models (random weights, no download) -------------------------------------------------------------
@@ -134,20 +134,6 @@ def _load(name: str):
 
 
 # ---- timing -------------------------------------------------------------------------------------------
-
-
-def _interleaved(fns: list[Callable], repeats: int) -> list[float]:
-    """Median wall time of each function in ms after two warm-up calls, the runs alternating (fair under load)."""
-    for fn in fns:
-        fn()
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, samples in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - start)
-    return [statistics.median(samples) * 1e3 for samples in times]
 
 
 def _torch_outputs(model, args, kwargs) -> list[np.ndarray]:
