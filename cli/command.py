@@ -177,7 +177,7 @@ def _source_options(parser: argparse.ArgumentParser, *, what: str = "SRC") -> No
 
 def _check_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("check options")
-    group.add_argument("--locate", action="store_true", help="when outputs disagree, name the first node that diverges (PyTorch sources)")
+    group.add_argument("--locate", action="store_true", help="when outputs disagree, name the first node that diverges")
     group.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance (default 1e-4)")
     group.add_argument("--atol", type=float, default=1e-5, help="absolute tolerance (default 1e-5)")
     group.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
@@ -236,7 +236,9 @@ def _check_parser(commands) -> None:
             CONVERTED is any output of 'unigraph convert' (a SavedModel or Orbax directory, a .ug
             bundle, a safetensors file of Flax variables or of a torch state dict); --format
             overrides the detection. With --locate, a failing check also names the first graph
-            node whose value diverges from the PyTorch source's, with its source line.
+            node whose value diverges from the source's (PyTorch, Keras), with its source line;
+            where none does, the first node whose SavedModel or torch lowering differs from its
+            JAX value.
 
             """
         )
@@ -393,7 +395,8 @@ def _locate_note(options, source, report) -> None:
     if report.ok or not options.locate or report.divergence is not None:
         return
     if source.converted.trace is None:
-        print("--locate compares node by node against a PyTorch source; this source is not one")
+        print("--locate compares node by node against the model a conversion came from (PyTorch, Keras); "
+              "this source is not one")
     else:
         print("no single node diverges with these weights (the difference is in the output's own graph or runtime)")
 

@@ -23,6 +23,12 @@ equation of the jaxpr is translated by a handler in ``frontends/jax_ops``:
 
 ``translate`` is the reusable part: the Keras frontend traces a model under
 Keras's JAX backend into a jaxpr and calls it with the model's variables.
+
+The result keeps a ``JaxprTrace``: the jaxpr, the source's variable values and,
+per graph value, the jaxpr variable it holds. The checker's ``locate``
+evaluates the jaxpr on its inputs with every variable's value kept
+(``JaxprTrace.intermediate_values``) and names the first graph node whose
+value differs from its variable's.
 """
 
 from __future__ import annotations
@@ -370,6 +376,11 @@ def _trace_failure(what: str, error: Exception) -> str:
 
 # ---- translation -----------------------------------------------------------------------------
 
+#: Call primitives the handlers inline, and the parameter holding the body: it runs once, on the
+#: equation's operands, so its variables have values of their own (loop and branch bodies do not).
+CALL_BODIES = {"jit": "jaxpr", "custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jaxpr", "remat2": "jaxpr"}
+
+
 
 def translate(
     closed_jaxpr: ClosedJaxpr,
@@ -433,7 +444,8 @@ def translate(
         for name in node.inputs:
             first_users.setdefault(name, node.outputs[0])
     entries = [dataclasses.replace(e, node=first_users.get(e.key)) for e in b.entries]
-    return Converted(graph, b.variable_tree(), ParamMap(entries), metadata)
+    trace_ = JaxprTrace(closed_jaxpr, [v.array for v in variables], in_tree, dict(static_inputs or {}), translator.origins)
+    return Converted(graph, b.variable_tree(), ParamMap(entries), metadata, trace=trace_)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -443,6 +455,7 @@ class Scope:
     module: str = ""
     calls: tuple[str, ...] = ()
     location: str = ""  # the call's source line, for bodies traced without one of their own
+    key: str | None = ""  # prefix of its variables' keys (JaxprTrace); None inside loop and branch bodies
 
 
 def live_equations(jaxpr: Jaxpr) -> list:
@@ -464,6 +477,7 @@ class Frame:
         self.scope = scope
         self.env: dict = {}
         self.eqns = live_equations(jaxpr)
+        self.index = {id(e): i for i, e in enumerate(jaxpr.eqns)}
         self.producers = {v: e for e in self.eqns for v in e.outvars if not isinstance(v, DropVar)}
         self.readers: dict = {}
         for e in self.eqns:
@@ -495,6 +509,10 @@ class Frame:
     def absorb(self, eqn, result: TensorRef) -> None:
         self.absorbed[id(eqn)] = result
 
+    def key(self, eqn) -> str | None:
+        """The prefix of the keys of ``eqn``'s outputs (``"3/5."``: equation 5 in the body of equation 3)."""
+        return None if self.scope.key is None else f"{self.scope.key}{self.index[id(eqn)]}"
+
 
 class Translator:
     """Translates jaxprs into one ``Builder``, equation by equation."""
@@ -502,6 +520,7 @@ class Translator:
     def __init__(self, source_of: Callable | None = None):
         self.b = Builder()
         self.roles: dict[str, str | None] = {}
+        self.origins: dict[str, str] = {}  # graph value -> key of the jaxpr variable it holds (the last bound)
         self.source_of = source_of
         self._library = _library_dirs()
 
@@ -538,16 +557,21 @@ class Translator:
                 outs = [frame.absorbed[id(eqn)]]
             else:
                 outs = self.equation(frame, eqn)
-            for var, ref in zip(eqn.outvars, outs):
+            key = frame.key(eqn)
+            for i, (var, ref) in enumerate(zip(eqn.outvars, outs)):
                 if not isinstance(var, DropVar):
                     frame.env[var] = ref
+                    if key is not None:  # the last variable bound wins: an absorbed bias add's, not the matmul's
+                        self.origins[ref.name] = f"{key}.{i}"
         return [frame.read(v) for v in jaxpr.outvars]
 
     def inline(self, jaxpr, args: list[TensorRef], frame: Frame, eqn, name: str) -> list[TensorRef]:
         closed = jaxpr if isinstance(jaxpr, ClosedJaxpr) else None
         consts = [self.constant(np.asarray(c)) for c in closed.consts] if closed else []
         source = self.source(eqn, frame.scope)
-        scope = Scope(self._module(eqn, frame.scope), (*frame.scope.calls, name), source.location)
+        key = frame.key(eqn)
+        once = key is not None and eqn.params.get(CALL_BODIES.get(eqn.primitive.name, "")) is jaxpr
+        scope = Scope(self._module(eqn, frame.scope), (*frame.scope.calls, name), source.location, f"{key}/" if once else None)
         return self.run(closed.jaxpr if closed else jaxpr, consts, args, scope)
 
     def equation(self, frame: Frame, eqn) -> list[TensorRef]:
@@ -690,6 +714,90 @@ def _library_dirs() -> tuple[str, ...]:
 
 
 
+# ---- the reference values for locate ---------------------------------------------------------
+
+
+@dataclasses.dataclass
+class JaxprTrace:
+    """What the checker needs to compare a conversion with its jaxpr node by node.
+
+    ``origins`` maps a graph value to the key of the jaxpr variable it holds:
+    ``"12.0"`` is output 0 of equation 12, ``"3/5.0"`` output 0 of equation 5
+    in the body of call equation 3. Variables inside loop and branch bodies
+    have no key (an unrolled body's variable holds one value per iteration).
+    """
+
+    jaxpr: ClosedJaxpr
+    variables: list  # the source's values of the leading jaxpr inputs
+    in_tree: Any  # the PyTreeDef of (args, kwargs); None: the inputs positionally
+    static: dict[int, Any]  # its non-array leaves, by flat position
+    origins: dict[str, str]
+
+    def intermediate_values(self, args: Sequence, kwargs: Mapping) -> dict[str, np.ndarray]:
+        """Every variable's value when the jaxpr runs on these inputs, by key (extended dtypes left out).
+
+        The jaxpr is evaluated equation by equation, call bodies entered, as
+        one function that returns every value; ``jax.export`` runs it, since
+        equations traced with symbolic shapes carry symbolic sizes in their
+        parameters and JAX binds those only through its shape refinement.
+        """
+        jaxpr = self.jaxpr.jaxpr
+        inputs = self._inputs(args, kwargs, jaxpr.invars[len(self.variables):])
+
+        def collect(*flat):
+            values: dict[str, Any] = {}
+            _evaluate(jaxpr, self.jaxpr.consts, flat, "", values)
+            return values
+
+        specs = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in jaxpr.invars]
+        exported = jax.export.export(jax.jit(collect))(*specs)
+        values = exported.call(*self.variables, *inputs)
+        return {key: np.asarray(value) for key, value in values.items()}
+
+    def _inputs(self, args: Sequence, kwargs: Mapping, invars) -> list[np.ndarray]:
+        leaves, in_tree = jax.tree_util.tree_flatten((tuple(args), dict(kwargs)))
+        if self.in_tree is not None:
+            if in_tree != self.in_tree:
+                raise ValueError(f"the inputs have the structure {in_tree}, the traced function took {self.in_tree}")
+            leaves = [leaf for i, leaf in enumerate(leaves) if i not in self.static]
+        if len(leaves) != len(invars):
+            raise ValueError(f"{len(leaves)} input arrays for a jaxpr of {len(invars)} inputs")
+        return [np.asarray(leaf, dtype=np.dtype(v.aval.dtype)) for leaf, v in zip(leaves, invars)]
+
+
+def _evaluate(jaxpr: Jaxpr, consts: Sequence, args: Sequence, prefix: str, values: dict) -> list:
+    """``jax.core.eval_jaxpr`` that records every live equation's outputs in ``values`` under their keys."""
+    from jax._src import source_info_util
+
+    env = dict(zip(jaxpr.constvars, consts))
+    env.update(zip(jaxpr.invars, args))
+
+    def read(v):
+        return v.val if isinstance(v, Literal) else env[v]
+
+    live = {id(e) for e in live_equations(jaxpr)}
+    for i, eqn in enumerate(jaxpr.eqns):
+        if id(eqn) not in live:
+            continue
+        ins = [read(v) for v in eqn.invars]
+        body = eqn.params.get(CALL_BODIES.get(eqn.primitive.name, ""))
+        if body is not None:
+            closed = body if isinstance(body, ClosedJaxpr) else None
+            outs = _evaluate(closed.jaxpr if closed else body, closed.consts if closed else (), ins, f"{prefix}{i}/", values)
+        else:
+            name_stack = source_info_util.current_name_stack() + eqn.source_info.name_stack
+            with source_info_util.user_context(eqn.source_info.traceback, name_stack=name_stack), eqn.ctx.manager:
+                outs = eqn.primitive.bind(*ins, **eqn.primitive.get_bind_params(eqn.params))
+            outs = outs if eqn.primitive.multiple_results else [outs]
+        for j, (var, out) in enumerate(zip(eqn.outvars, outs)):
+            if isinstance(var, DropVar):
+                continue
+            env[var] = out
+            if not jax.dtypes.issubdtype(var.aval.dtype, jax.dtypes.extended):
+                values[f"{prefix}{i}.{j}"] = out
+    return [read(v) for v in jaxpr.outvars]
+
+
 # ---- structures ------------------------------------------------------------------------------
 
 
@@ -733,4 +841,4 @@ def _spec_of(obj) -> tree.Spec:
     )
 
 
-__all__ = ["BATCH", "JaxVariable", "Traced", "flax_variables", "from_flax", "from_jax", "trace", "translate"]
+__all__ = ["BATCH", "JaxVariable", "JaxprTrace", "Traced", "flax_variables", "from_flax", "from_jax", "trace", "translate"]

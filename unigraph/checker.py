@@ -4,13 +4,23 @@
 compares every output leaf with metrics computed by one jitted JAX function
 (on whatever device JAX has): max absolute error, max relative error, the
 fraction of elements outside ``atol + rtol * |reference|``, and cosine
-similarity. When outputs disagree and the reference is the torch model a
-conversion came from, ``locate`` re-runs both node by node and names the
-first graph node whose value diverges, with its source location.
+similarity. When outputs disagree, ``locate`` names the first graph node
+that diverges, with its source location, in two steps:
+
+- the graph (run by JAX) against the source, value by value: the source's
+  values come from the conversion's trace (the torch program's fx nodes,
+  or the jaxpr's variables for JAX, Flax and Keras sources);
+- for a SavedModel or torch module written from a ``Converted``, where the
+  graph agrees with the source, the output's own lowerings against the
+  graph's JAX values: every node's torch lowering on the JAX values of its
+  inputs, or the whole graph through jax2tf (what the SavedModel's one
+  ``XlaCallModule`` runs) with every node's value returned, run by
+  TensorFlow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -48,7 +58,13 @@ class OutputCheck:
 
 @dataclasses.dataclass(frozen=True)
 class Divergence:
-    """The first graph value that disagrees with the source model's matching value."""
+    """The first graph value that disagrees with the source model's matching value.
+
+    ``lowering`` is None when the graph's JAX value disagrees with the
+    source's; otherwise the backend (``"torch"``, ``"savedmodel"``) whose
+    lowering of the node disagrees with its JAX value. ``problem``: the
+    backend failed to run the node at all (its error), or shapes differ.
+    """
 
     value: str
     op: str
@@ -56,10 +72,15 @@ class Divergence:
     max_abs: float
     max_rel: float
     mismatch: float
+    lowering: str | None = None
+    problem: str | None = None
 
     def __str__(self) -> str:
+        against = "" if self.lowering is None else f" in the {self.lowering} lowering, against the graph's JAX value"
+        if self.problem is not None:
+            return f"first divergence at {self.value} = {self.op}(…) ({self.source}){against}: {self.problem}"
         return (
-            f"first divergence at {self.value} = {self.op}(…) ({self.source}): "
+            f"first divergence at {self.value} = {self.op}(…) ({self.source}){against}: "
             f"max abs {self.max_abs:.3g}, max rel {self.max_rel:.3g}, "
             f"{self.mismatch:.2%} of elements outside tolerance"
         )
@@ -146,6 +167,7 @@ def check(
     rtol: float = 1e-4,
     atol: float = 1e-5,
     locate: bool = True,
+    converted: Converted | None = None,
 ) -> Report:
     """Runs ``reference`` and ``candidate`` on ``inputs`` and compares every output.
 
@@ -156,7 +178,12 @@ def check(
     ``tf.saved_model.load`` returns), or such a callable. ``inputs``: the
     positional arguments (a tuple, or one array or tensor); ``kwargs``:
     keyword arguments. With ``locate`` (the default), a failing check of a
-    torch-origin conversion names the first diverging node.
+    ``Converted`` from torch, JAX, Flax or Keras (traced in this process)
+    names the first graph node that diverges from the source.
+    ``converted``: the ``Converted`` a SavedModel or torch module
+    ``candidate`` was written from; a failing check then compares its graph
+    with the source, and where they agree, the output's lowerings with the
+    graph's JAX values node by node.
     """
     args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     kwargs = dict(kwargs or {})
@@ -179,7 +206,11 @@ def check(
         device=_device(),
     )
     if not report.ok and locate:
-        divergence = _locate(reference, candidate, args, kwargs, rtol, atol)
+        graph = candidate if isinstance(candidate, Converted) else converted
+        divergence = None if graph is None else _locate(reference, graph, args, kwargs, rtol, atol)
+        backend = None if isinstance(candidate, Converted) else _framework(candidate)
+        if divergence is None and converted is not None and backend in LOWERINGS:
+            divergence = locate_lowering(converted, backend, args, kwargs, rtol=rtol, atol=atol)
         report = dataclasses.replace(report, divergence=divergence)
     return report
 
@@ -314,27 +345,81 @@ def _device() -> str:
 
 # ---- locating the first divergence -------------------------------------------------------------
 
+#: The outputs whose own lowerings ``locate_lowering`` compares, by the framework the checker runs them in.
+LOWERINGS = ("torch", "savedmodel")
 
-def _locate(reference, candidate, args, kwargs, rtol, atol) -> Divergence | None:
-    """Compares intermediate values node by node (torch-origin conversions only)."""
-    trace = getattr(candidate, "trace", None)
-    if not isinstance(candidate, Converted) or trace is None or _framework(reference) != "torch":
+
+def _locate(reference, candidate: Converted, args, kwargs, rtol, atol) -> Divergence | None:
+    """The first node whose JAX value differs from the source's value it translates (None without a trace)."""
+    source = _source_values(reference, candidate.trace, args, kwargs)
+    if source is None:
         return None
-    from unigraph.frontends.torch_export import intermediate_values
-
-    torch_values = intermediate_values(trace.program, args, kwargs)
-    inputs = signature.bind(candidate.graph, *host_arrays((args, kwargs)))
-    _, values = interpreter.run(candidate.graph, candidate.variables, [jnp.asarray(x) for x in inputs], collect=True)
+    origins = candidate.trace.origins
+    _, values = _jax_values(candidate, args, kwargs)
     for node in candidate.graph.nodes:
         for name in node.outputs:
-            origin = trace.origins.get(name)
-            if origin is None or origin not in torch_values:
+            origin = origins.get(name)
+            if origin is None or origin not in source:
                 continue
-            want = torch_values[origin]
+            want = source[origin]
             got = np.asarray(values[name])
             if want.shape != got.shape:
                 continue
             row = compare_arrays(name, want, got, rtol, atol)
             if not row.ok:
                 return Divergence(name, node.op, str(node.source), row.max_abs, row.max_rel, row.mismatch)
+    return None
+
+
+def _source_values(reference, trace, args, kwargs) -> dict[str, np.ndarray] | None:
+    """The source's intermediate values by the keys of ``trace.origins``: the torch program's, or the jaxpr's."""
+    if trace is None:
+        return None
+    if hasattr(trace, "jaxpr"):  # frontends.jaxpr.JaxprTrace: JAX, Flax and Keras sources
+        return trace.intermediate_values(*host_arrays((tuple(args), dict(kwargs))))
+    if _framework(reference) != "torch":
+        return None
+    from unigraph.frontends.torch_export import intermediate_values
+
+    return intermediate_values(trace.program, args, kwargs)
+
+
+def _jax_values(conv: Converted, args, kwargs, variables=None) -> tuple[list, dict]:
+    """The graph's inputs and every value the graph computes with JAX (at the conversion's precision)."""
+    inputs = [jnp.asarray(x) for x in signature.bind(conv.graph, *host_arrays((args, kwargs)))]
+    with jax.default_matmul_precision(conv.precision) if conv.precision else contextlib.nullcontext():
+        _, values = interpreter.run(conv.graph, conv.variables if variables is None else variables, inputs, collect=True)
+    return inputs, values
+
+
+def locate_lowering(
+    conv: Converted, backend: str, args, kwargs, *, variables=None, rtol: float = 1e-4, atol: float = 1e-5
+) -> Divergence | None:
+    """The first node whose lowering in ``backend`` (one of ``LOWERINGS``) differs from its JAX value.
+
+    ``torch``: each node's torch lowering (``backends/torch_ops``, what the
+    generated module calls) on the JAX values of its inputs, so a node is
+    judged alone. ``savedmodel``: the graph lowered through jax2tf as the
+    SavedModel is (symbolic dimensions symbolic, the same precision), every
+    value returned, run by TensorFlow: a SavedModel is one ``XlaCallModule``
+    of the graph's JAX lowerings, so that is what each of its nodes runs.
+    ``variables``: the output's own (default: ``conv.variables``).
+    """
+    inputs, values = _jax_values(conv, args, kwargs, variables)
+    variables = conv.variables if variables is None else variables
+    if backend == "torch":
+        from unigraph.backends.torch_nodes import lowered_values
+    elif backend == "savedmodel":
+        from unigraph.backends.savedmodel_values import lowered_values
+    else:
+        raise ValueError(f"no node-by-node lowering for {backend!r}; one of {', '.join(LOWERINGS)}")
+    for node, result in lowered_values(conv, variables, inputs, values):
+        if isinstance(result, Exception):
+            return Divergence(node.outputs[0], node.op, str(node.source), math.inf, math.inf, 1.0, backend, str(result))
+        for name, got in zip(node.outputs, result):
+            row = compare_arrays(name, np.asarray(values[name]), got, rtol, atol)
+            if not row.ok:
+                return Divergence(
+                    name, node.op, str(node.source), row.max_abs, row.max_rel, row.mismatch, backend, row.problem
+                )
     return None
