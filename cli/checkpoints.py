@@ -122,10 +122,15 @@ class ShardedCheckpoint(Checkpoint):
         self.path = index
         try:
             weight_map = json.loads(index.read_text())["weight_map"]
-            if not isinstance(weight_map, dict):
+            if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
                 raise TypeError
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
-            raise CheckpointError(f"{index}: not a shard index (a JSON object with a 'weight_map')") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, KeyError, TypeError):
+            raise CheckpointError(
+                f"{index}: not a shard index (a JSON object with a 'weight_map' of tensor names to file names)"
+            ) from None
+        for shard_name in weight_map.values():
+            if Path(shard_name).name != shard_name or shard_name in ("", ".", "..") or shard_name.endswith(".index.json"):
+                raise CheckpointError(f"{index}: names a shard {shard_name!r} that is not a weights file beside it")
         self._shards: dict[str, Checkpoint] = {}
         self._where: dict[str, Checkpoint] = {}
         try:

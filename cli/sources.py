@@ -38,6 +38,7 @@ import re
 import sys
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -285,7 +286,7 @@ def _refuse_unsafe_pt2(path: Path) -> None:
 
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
+    except _ZIP_ERRORS as e:
         raise CheckpointError(f"{path}: not a .pt2 archive (truncated or corrupt: {first_line(e)})") from None
     with archive:
         names = archive.namelist()
@@ -302,7 +303,9 @@ def _refuse_unsafe_pt2(path: Path) -> None:
                 )
             if re.search(r"data/sample_inputs/[^/]+\.pt$", name):
                 try:
-                    torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+                    torch.load(io.BytesIO(_member(path, archive, name)), weights_only=True)
+                except CheckpointError:
+                    raise
                 except pickle.UnpicklingError as e:
                     raise _pickle_refusal(path, e) from None
                 except Exception as e:  # torch raises many types for damaged bytes
@@ -310,8 +313,10 @@ def _refuse_unsafe_pt2(path: Path) -> None:
             if not re.search(r"data/(weights|constants)/[^/]+_config\.json$", name):
                 continue
             try:
-                config = json.loads(archive.read(name))["config"]
-            except (KeyError, ValueError, zipfile.BadZipFile, OSError) as e:
+                config = json.loads(_member(path, archive, name))["config"]
+                if not isinstance(config, dict) or not all(isinstance(e, dict) for e in config.values()):
+                    raise ValueError("its 'config' is not an object of objects")
+            except (KeyError, TypeError, ValueError, RecursionError) as e:
                 raise CheckpointError(f"{path}: corrupt .pt2 archive ({name}: {first_line(e)})") from None
             for fqn, entry in config.items():
                 plain = not entry.get("use_pickle") and (
@@ -324,6 +329,17 @@ def _refuse_unsafe_pt2(path: Path) -> None:
                     )
 
 
+#: What reading a damaged zip raises: bad headers, CRCs and streams, unknown versions and compressions, names.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, ValueError, UnicodeDecodeError)
+
+
+def _member(path: Path, archive: zipfile.ZipFile, name: str) -> bytes:
+    try:
+        return archive.read(name)
+    except _ZIP_ERRORS as e:
+        raise CheckpointError(f"{path}: corrupt archive ({name}: {first_line(e) or type(e).__name__})") from None
+
+
 # ---- Hugging Face folders ------------------------------------------------------------------------------
 
 
@@ -333,9 +349,11 @@ def _open_hf(spec: str, options: Options) -> Source:
         folder = folder.parent
     config_json = _read_json(folder / "config.json")
     auto_map = config_json.get("auto_map")
+    if auto_map is not None and not isinstance(auto_map, dict):
+        raise CheckpointError(f"{folder / 'config.json'}: 'auto_map' should be an object naming classes")
     if auto_map and not options.trust_remote_code:
         raise CheckpointError(
-            f"{folder / 'config.json'}: refused: it asks for custom code ({', '.join(sorted(auto_map))}), "
+            f"{folder / 'config.json'}: refused: it asks for custom code ({', '.join(sorted(map(str, auto_map)))}), "
             "which would run on loading. Nothing was run. Pass --trust-remote-code if you trust the folder"
         )
     import torch
@@ -346,19 +364,19 @@ def _open_hf(spec: str, options: Options) -> Source:
             config = transformers.AutoConfig.from_pretrained(
                 str(folder), trust_remote_code=options.trust_remote_code, local_files_only=True
             )
-        except (ValueError, OSError, KeyError, TypeError) as e:
+        except Exception as e:  # transformers raises many types for values it does not take
             raise CheckpointError(f"{folder / 'config.json'}: not a configuration transformers reads ({first_line(e)})") from None
         cls = _hf_class(folder, config, auto_map if options.trust_remote_code else None)
         if hasattr(config, "use_cache"):
             config.use_cache = False
         if checkpoints.has_hf_weights(folder):
-            model = _hf_with_weights(folder, cls, config, options)
+            model = _hf_with_weights(folder, cls, config, config_json, options)
         elif options.require_weights:
             checkpoints.hf_weights_file(folder)  # raises: no weights found
         else:
             with torch.random.fork_rng(devices=[]):  # seeded weights; the caller's generator as it was
                 torch.manual_seed(0)
-                model = cls(config)
+                model = _hf_build(folder, cls, config)
     model.eval()
     example = _hf_example(model, config, options.inputs)
 
@@ -387,7 +405,8 @@ def _open_hf(spec: str, options: Options) -> Source:
 def _hf_class(folder: Path, config, auto_map):
     import transformers
 
-    architecture = (getattr(config, "architectures", None) or [None])[0]
+    architectures = getattr(config, "architectures", None)
+    architecture = architectures[0] if isinstance(architectures, (list, tuple)) and architectures else None
     if auto_map:
         from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
@@ -395,7 +414,7 @@ def _hf_class(folder: Path, config, auto_map):
         ref = next((r for r in refs.values() if r.rsplit(".", 1)[-1] == architecture), refs.get("AutoModel"))
         if ref:
             return get_class_from_dynamic_module(ref, str(folder))
-    if architecture and isinstance(getattr(transformers, architecture, None), type):
+    if isinstance(architecture, str) and isinstance(getattr(transformers, architecture, None), type):
         return getattr(transformers, architecture)
     try:
         return transformers.AutoModel._model_mapping[type(config)]
@@ -406,15 +425,21 @@ def _hf_class(folder: Path, config, auto_map):
         ) from None
 
 
-def _hf_with_weights(folder: Path, cls, config, options: Options):
+def _hf_with_weights(folder: Path, cls, config, config_json: dict, options: Options):
     from unigraph.frontends.torch_tensors import from_numpy
 
     weights = checkpoints.hf_weights_file(folder)
     with checkpoints.open_checkpoint(weights, trust_pickle=options.trust_pickle) as ckpt:
+        _check_model_size(folder, cls, config, config_json, ckpt)
         state = {name: from_numpy(ckpt.read(name)) for name in ckpt.names()}
-    model, info = cls.from_pretrained(
-        None, config=config, state_dict=state, output_loading_info=True, ignore_mismatched_sizes=True
-    )
+    try:
+        model, info = cls.from_pretrained(
+            None, config=config, state_dict=state, output_loading_info=True, ignore_mismatched_sizes=True
+        )
+    except Exception as e:  # transformers raises many types for a config it cannot build
+        raise CheckpointError(
+            f"{folder / 'config.json'}: transformers cannot build {cls.__name__} from it ({type(e).__name__}: {first_line(e)})"
+        ) from None
     for name, found, expected in sorted(info.get("mismatched_keys") or (), key=str):
         raise ShapeMismatchError(name, tuple(expected), tuple(found), str(weights))
     for kind in ("missing", "unexpected"):
@@ -425,6 +450,56 @@ def _hf_with_weights(folder: Path, cls, config, options: Options):
                 f"{weights}: {kind} tensor(s) {shown} for {cls.__name__} (is this a checkpoint of another architecture?)"
             )
     return model
+
+
+def _hf_build(folder: Path, cls, config):
+    try:
+        return cls(config)
+    except Exception as e:  # transformers raises many types for a config it cannot build
+        raise CheckpointError(
+            f"{folder / 'config.json'}: transformers cannot build {cls.__name__} from it ({type(e).__name__}: {first_line(e)})"
+        ) from None
+
+
+def _check_model_size(folder: Path, cls, config, config_json: dict, ckpt: checkpoints.Checkpoint) -> None:
+    """Refuses a config that describes a model larger than its weights, before anything is allocated.
+
+    A damaged or hostile ``config.json`` (a billion layers, a hidden size of
+    2**40) would otherwise hang or exhaust memory while the model is built.
+    Each layer holds at least one tensor, so a layer count above the
+    checkpoint's tensor count is refused at once; the model is then built on
+    the meta device (no memory) and refused if its parameters far outnumber
+    the weights' elements (they must all come from the weights).
+    """
+    import torch
+
+    tensors = len(ckpt.names())
+    for key, value in _config_ints(config_json):
+        if "layers" in key and value > tensors:
+            raise CheckpointError(
+                f"{folder / 'config.json'}: {key} = {value}, but the weights hold only {tensors} tensors"
+            )
+    with torch.device("meta"):
+        model = _hf_build(folder, cls, config)
+    needed = sum(p.numel() for p in model.parameters())
+    held = sum(int(np.prod(shape, dtype=object)) for shape in ckpt.shapes().values())
+    if needed > 2 * held + 2**20:
+        raise CheckpointError(
+            f"{folder / 'config.json'}: describes a {cls.__name__} of {needed:,} parameters, "
+            f"but the weights hold {held:,} values"
+        )
+
+
+def _config_ints(value, key: str = ""):
+    """Every (key, integer) in a JSON config, nested configs included."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _config_ints(v, str(k))
+    elif isinstance(value, list):
+        for v in value:
+            yield from _config_ints(v, key)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        yield key, value
 
 
 def _hf_example(model, config, inputs: Sequence[InputSpec]) -> tuple[tuple, dict]:
@@ -710,7 +785,7 @@ def _read_json(path: Path) -> dict:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"{path}: not valid JSON ({first_line(e)})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: not a JSON object")

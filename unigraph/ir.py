@@ -314,48 +314,149 @@ class Graph:
 
     @classmethod
     def from_json(cls, data: Mapping, constant_store: Mapping[str, np.ndarray] | None = None) -> Graph:
-        if data.get("format") != "unigraph":
+        """The graph ``to_json`` wrote; ``GraphError`` names the first thing that is malformed.
+
+        The data may come from a damaged or hand-edited file: its structure
+        is checked field by field before anything is built, and an inline
+        constant's bytes must be exactly what its type says.
+        """
+        if not isinstance(data, Mapping) or data.get("format") != "unigraph":
             raise GraphError("not a unigraph graph (the 'format' field is missing)")
-        if data.get("version", 0) > FORMAT_VERSION:
+        version = data.get("version", 0)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise GraphError(f"graph format version {_short(version)} is not a number")
+        if version > FORMAT_VERSION:
             raise GraphError(
                 f"graph format version {data['version']} is newer than this unigraph "
                 f"understands ({FORMAT_VERSION}); upgrade unigraph"
             )
-        types = {n: TensorType.from_json(t) for n, t in data["types"].items()}
+        types = {n: _tensor_type(t, f"the type of {n!r}") for n, t in _field(data, "types", dict, "graph").items()}
         constants = {}
-        for name, entry in data["constants"].items():
+        for name, entry in _field(data, "constants", dict, "graph").items():
+            where = f"constant {name!r}"
+            if not isinstance(entry, Mapping):
+                raise GraphError(f"{where}: not an object")
             if entry.get("stored"):
                 if constant_store is None or name not in constant_store:
                     raise GraphError(f"constant {name!r} is stored outside the JSON but was not given")
                 constants[name] = np.asarray(constant_store[name])
             else:
-                t = types[name]
-                raw = base64.b64decode(entry["data"])
-                constants[name] = np.frombuffer(raw, numpy_dtype(t.dtype)).reshape(t.shape).copy()
+                constants[name] = _inline_constant(entry, types.get(name), where)
         return cls(
-            inputs=tuple(data["inputs"]),
-            outputs=tuple(data["outputs"]),
-            nodes=tuple(
-                Node(
-                    op=n["op"],
-                    inputs=tuple(n["inputs"]),
-                    outputs=tuple(n["outputs"]),
-                    attrs={k: _from_jsonable(v) for k, v in n["attrs"].items()},
-                    source=Source(**n.get("source", {})),
-                )
-                for n in data["nodes"]
-            ),
+            inputs=_names(data, "inputs", "graph"),
+            outputs=_names(data, "outputs", "graph"),
+            nodes=tuple(_node(n, i) for i, n in enumerate(_field(data, "nodes", list, "graph"))),
             types=types,
-            variables={
-                n: Variable(v["collection"], tuple(v["path"])) for n, v in data["variables"].items()
-            },
+            variables={n: _variable(v, f"variable {n!r}") for n, v in _field(data, "variables", dict, "graph").items()},
             constants=constants,
-            input_tree=data.get("input_tree"),
-            output_tree=data.get("output_tree"),
+            input_tree=_tree_spec(data.get("input_tree"), "input_tree", optional=True),
+            output_tree=_tree_spec(data.get("output_tree"), "output_tree", optional=True),
         ).validate()
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), allow_nan=False)
+
+
+# ---- reading JSON: each field checked before it is used ----------------------------------------------------
+
+
+def _field(data: Mapping, key: str, kind: type, where: str):
+    value = data.get(key)
+    if not isinstance(value, kind):
+        raise GraphError(f"{where}: {key!r} should be a {_KIND_NAMES[kind]}, found {_short(value)}")
+    return value
+
+
+_KIND_NAMES = {dict: "JSON object", list: "JSON list", str: "string"}
+
+
+def _names(data: Mapping, key: str, where: str, *, optional: bool = False) -> tuple[str | None, ...]:
+    """A list of value names (``None`` allowed where ``optional``: a missing optional input)."""
+    names = _field(data, key, list, where)
+    for name in names:
+        if not (isinstance(name, str) or optional and name is None):
+            raise GraphError(f"{where}: {key!r} should list value names, found {_short(name)}")
+    return tuple(names)
+
+
+def _tensor_type(data, where: str) -> TensorType:
+    if not isinstance(data, Mapping) or not isinstance(data.get("shape"), list) or not isinstance(data.get("dtype"), str):
+        raise GraphError(f"{where}: should be {{'shape': [...], 'dtype': name}}, found {_short(data)}")
+    try:
+        dtype = numpy_dtype(data["dtype"])
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or dtype.kind not in "biufc" and dtype_name(dtype) not in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+        raise GraphError(f"{where}: unknown dtype {_short(data['dtype'])}")
+    if any(isinstance(d, int) and d < 0 for d in data["shape"]):
+        raise GraphError(f"{where}: negative size in shape {_short(data['shape'])}")
+    try:
+        return TensorType.from_json(data)
+    except (TypeError, ValueError, RecursionError) as e:
+        raise GraphError(f"{where}: malformed shape {_short(data['shape'])} ({e})") from None
+
+
+def _inline_constant(entry: Mapping, t: TensorType | None, where: str) -> np.ndarray:
+    if t is None:
+        raise GraphError(f"{where} has no type")
+    if not all(isinstance(d, int) for d in t.shape):
+        raise GraphError(f"{where}: a constant has a static shape, found {t}")
+    if not isinstance(entry.get("data"), str):
+        raise GraphError(f"{where}: 'data' should be base64 text")
+    try:
+        raw = base64.b64decode(entry["data"], validate=True)
+    except ValueError:  # binascii.Error
+        raise GraphError(f"{where}: 'data' is not base64") from None
+    dtype = numpy_dtype(t.dtype)
+    if len(raw) != math.prod(t.shape) * dtype.itemsize:
+        raise GraphError(f"{where}: {len(raw)} bytes of data for {t}")
+    return np.frombuffer(raw, dtype).reshape(t.shape).copy()
+
+
+def _node(data, index: int) -> Node:
+    where = f"node {index}"
+    if not isinstance(data, Mapping):
+        raise GraphError(f"{where}: not an object")
+    source = data.get("source", {})
+    if not isinstance(source, Mapping) or not set(source) <= {"module", "location", "origin"} or not all(
+        isinstance(v, str) for v in source.values()
+    ):
+        raise GraphError(f"{where}: 'source' should be an object of module, location and origin strings")
+    return Node(
+        op=_field(data, "op", str, where),
+        inputs=_names(data, "inputs", where, optional=True),
+        outputs=_names(data, "outputs", where),
+        attrs={k: _from_jsonable(v) for k, v in _field(data, "attrs", dict, where).items()},
+        source=Source(**source),
+    )
+
+
+def _variable(data, where: str) -> Variable:
+    if not isinstance(data, Mapping) or not isinstance(data.get("collection"), str):
+        raise GraphError(f"{where}: should be {{'collection': name, 'path': [...]}}, found {_short(data)}")
+    path = _field(data, "path", list, where)
+    if not all(isinstance(p, str) for p in path):
+        raise GraphError(f"{where}: 'path' should list strings, found {_short(path)}")
+    return Variable(data["collection"], tuple(path))
+
+
+def _tree_spec(spec, where: str, *, optional: bool = False) -> tree.Spec | None:
+    """``spec`` checked to be a tree spec (``unigraph.tree``) all the way down."""
+    if spec is None and optional:
+        return None
+    kind = spec.get("kind") if isinstance(spec, Mapping) else None
+    if kind == "tensor":
+        _field(spec, "name", str, where)
+    elif kind in ("tuple", "list", "dict"):
+        for i, item in enumerate(_field(spec, "items", list, where)):
+            _tree_spec(item, f"{where}[{i}]")
+        if kind == "dict":
+            keys = _field(spec, "keys", list, where)
+            if len(keys) != len(spec["items"]) or not all(isinstance(k, str) for k in keys):
+                raise GraphError(f"{where}: 'keys' should be as many strings as there are items")
+    elif kind != "const" or "value" not in spec:
+        raise GraphError(f"{where}: not a tree spec (a tensor, const, tuple, list or dict): {_short(spec)}")
+    return spec
 
 
 def _where(index: int, node: Node) -> str:

@@ -23,8 +23,8 @@ import numpy as np
 
 from unigraph.io import safetensors_file, sniff
 from unigraph.converted import Converted
-from unigraph.dtypes import numpy_dtype
-from unigraph.errors import CheckpointError, GraphError
+from unigraph.dtypes import dtype_name, numpy_dtype, same_in_jax
+from unigraph.errors import CheckpointError, GraphError, first_line
 from unigraph.ir import Graph
 from unigraph.io.atomic import atomic_file
 from unigraph.params import ParamMap, flatten_variables, nest_variables
@@ -102,7 +102,12 @@ def is_bundle(path: str | os.PathLike) -> bool:
 
 
 def load(path: str | os.PathLike) -> Converted:
-    """The ``Converted`` saved at ``path``; ``CheckpointError`` names what is wrong with the file."""
+    """The ``Converted`` saved at ``path``; ``CheckpointError`` names what is wrong with the file.
+
+    Everything in the file is checked before it is used: the metadata's JSON,
+    the graph's structure and types, and that each variable the graph uses
+    is in the file with the dtype and shape the graph gives it.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
@@ -115,25 +120,68 @@ def load(path: str | os.PathLike) -> Converted:
         raise CheckpointError(f"{path}: not a readable unigraph bundle ({str(e).removeprefix(f'{path}: ')})") from None
     if not is_bundle:
         raise CheckpointError(f"{path}: a safetensors file, but not a unigraph bundle")
-    if int(metadata.get("version", 0)) > VERSION:
-        raise CheckpointError(f"{path}: bundle version {metadata['version']} is newer than this unigraph reads")
-    for name, dtype in json.loads(metadata.get("viewed_dtypes", "{}")).items():  # version 1
-        if name not in tensors:
-            raise CheckpointError(f"{path}: corrupt bundle (its metadata names a tensor {name!r} it does not hold)")
-        tensors[name] = tensors[name].view(numpy_dtype(dtype))
+    version = metadata.get("version", "0")
+    if not version.isdigit():
+        raise CheckpointError(f"{path}: corrupt bundle (its version {version!r} is not a number)")
+    if int(version) > VERSION:
+        raise CheckpointError(f"{path}: bundle version {version} is newer than this unigraph reads")
+    _view_dtypes(path, tensors, _metadata_json(path, metadata, "viewed_dtypes", dict, default="{}"))  # version 1
     constants = {k.removeprefix("constants/"): v for k, v in tensors.items() if k.startswith("constants/")}
     try:
-        graph = Graph.from_json(json.loads(metadata["graph"]), constants)
-    except (GraphError, KeyError, ValueError) as e:
-        raise CheckpointError(f"{path}: the graph in the bundle is invalid ({e})") from e
+        graph = Graph.from_json(_metadata_json(path, metadata, "graph", dict), constants)
+    except (GraphError, RecursionError) as e:  # RecursionError: nested deeper than any graph
+        raise CheckpointError(f"{path}: the graph in the bundle is invalid ({first_line(e)})") from None
     try:
         graph.typecheck()
     except GraphError as e:
         raise CheckpointError(f"{path}: the graph in the bundle does not typecheck: {e}") from e
-    variables = nest_variables({k.removeprefix("variables/"): v for k, v in tensors.items() if k.startswith("variables/")})
-    return Converted(
-        graph,
-        variables,
-        ParamMap.from_json(json.loads(metadata["param_map"])),
-        json.loads(metadata["metadata"]),
-    )
+    variables = {k.removeprefix("variables/"): v for k, v in tensors.items() if k.startswith("variables/")}
+    _check_variables(path, graph, variables)
+    try:
+        param_map = ParamMap.from_json(_metadata_json(path, metadata, "param_map", list))
+    except (KeyError, TypeError, ValueError) as e:  # ParamMap.from_json takes its JSON on trust
+        raise CheckpointError(f"{path}: corrupt bundle (its parameter map is malformed: {first_line(e)})") from None
+    return Converted(graph, nest_variables(variables), param_map, _metadata_json(path, metadata, "metadata", dict))
+
+
+def _metadata_json(path: Path, metadata: dict[str, str], key: str, kind: type, default: str | None = None):
+    """A metadata value's JSON, checked to be a ``kind``."""
+    text = metadata.get(key, default)
+    if text is None:
+        raise CheckpointError(f"{path}: corrupt bundle (its metadata has no {key!r})")
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, kind):
+        raise CheckpointError(f"{path}: corrupt bundle (its metadata's {key!r} is not a JSON {kind.__name__})")
+    return value
+
+
+def _view_dtypes(path: Path, tensors: dict[str, np.ndarray], viewed: dict) -> None:
+    """Version 1 bundles: bfloat16 and float8 tensors stored as unsigned integers of their width."""
+    for name, dtype in viewed.items():
+        if name not in tensors:
+            raise CheckpointError(f"{path}: corrupt bundle (its metadata names a tensor {name!r} it does not hold)")
+        try:
+            tensors[name] = tensors[name].view(numpy_dtype(dtype))
+        except (TypeError, ValueError):
+            raise CheckpointError(f"{path}: corrupt bundle (tensor {name!r} cannot be viewed as {dtype!r})") from None
+
+
+def _check_variables(path: Path, graph: Graph, variables: dict[str, np.ndarray]) -> None:
+    """Every variable the graph uses is in the file, with the graph's shape and dtype (as JAX computes
+    it: variables are saved as JAX holds them); no path is empty or a folder of other paths."""
+    for name, var in graph.variables.items():
+        array, t = variables.get(var.key), graph.types[name]
+        if array is None:
+            raise CheckpointError(f"{path}: corrupt bundle (the graph's variable {var.key!r} is not in the file)")
+        if tuple(array.shape) != t.shape or not same_in_jax(dtype_name(array.dtype), t.dtype):  # int64 saved as JAX's int32
+            raise CheckpointError(
+                f"{path}: corrupt bundle (variable {var.key!r} is {array.dtype}{list(array.shape)}, the graph says {t})"
+            )
+    paths = [key.split("/") for key in variables]
+    inner = {"/".join(parts[:i]) for parts in paths for i in range(1, len(parts))}
+    for key, parts in zip(variables, paths):
+        if not all(parts) or key in inner:
+            raise CheckpointError(f"{path}: corrupt bundle (variable path {key!r} is empty or also a folder of others)")

@@ -58,6 +58,7 @@ DTYPES: dict[str, np.dtype] = {
 }
 _TAGS = {dtype: tag for tag, dtype in DTYPES.items()}
 _MAX_HEADER = 100 * 1024 * 1024  # the limit the reference implementation enforces
+_MAX_RANK = 64  # NumPy's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,13 +130,13 @@ class SafetensorsFile:
         self._header_bytes = head + raw
         try:
             header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise self._fail("not a safetensors file (the header is not JSON)") from None
         if not isinstance(header, dict):
             raise self._fail("corrupt header (not a JSON object)")
         metadata = header.pop("__metadata__", None) or {}
-        if not isinstance(metadata, dict):
-            raise self._fail("corrupt header (__metadata__ is not an object)")
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise self._fail("corrupt header (__metadata__ is not an object of strings)")
         specs = [self._spec(name, entry) for name, entry in header.items()]
         data = self.size - 8 - length
         position = 0
@@ -147,20 +148,23 @@ class SafetensorsFile:
             raise self._fail(f"truncated: the tensors need {position} bytes of data, the file has {data}")
         if position < data:
             raise self._fail(f"corrupt: {data - position} bytes follow the last tensor")
-        return {str(k): str(v) for k, v in metadata.items()}, specs, 8 + length
+        return metadata, specs, 8 + length
 
     def _spec(self, name: str, entry) -> TensorSpec:
-        try:
-            dtype = DTYPES[entry["dtype"]]
-            shape = tuple(int(d) for d in entry["shape"])
-            begin, end = (int(o) for o in entry["data_offsets"])
-        except KeyError as e:
-            raise self._fail(f"corrupt header (tensor {name!r}: unknown dtype or missing {e})") from None
-        except (TypeError, ValueError):
-            raise self._fail(f"corrupt header (tensor {name!r} has a malformed entry)") from None
-        spec = TensorSpec(name, dtype, shape, begin, end)
-        if min(shape, default=0) < 0 or begin < 0 or end - begin != spec.nbytes:
-            raise self._fail(f"corrupt header (tensor {name!r}: {end - begin} bytes for {entry['dtype']}{list(shape)})")
+        if not isinstance(entry, dict):
+            raise self._fail(f"corrupt header (tensor {name!r}: not an object)")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise self._fail(f"corrupt header (tensor {name!r}: unknown dtype {dtype!r})")
+        if not isinstance(shape, list) or not all(_is_size(d) for d in shape) or len(shape) > _MAX_RANK:
+            raise self._fail(f"corrupt header (tensor {name!r}: shape {_short(shape)} is not a list of sizes)")
+        if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_size(o) for o in offsets):
+            raise self._fail(f"corrupt header (tensor {name!r}: data_offsets {_short(offsets)} are not [begin, end])")
+        if math.prod(max(d, 1) for d in shape) * DTYPES[dtype].itemsize >= 2**63:
+            raise self._fail(f"corrupt header (tensor {name!r}: shape {shape} is too large for any file)")
+        spec = TensorSpec(name, DTYPES[dtype], tuple(shape), *offsets)
+        if spec.end - spec.begin != spec.nbytes:
+            raise self._fail(f"corrupt header (tensor {name!r}: {spec.end - spec.begin} bytes for {dtype}{shape})")
         return spec
 
     # ---- reading -----------------------------------------------------------------------------
@@ -212,6 +216,15 @@ class SafetensorsFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _is_size(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "…"
 
 
 def _read_exactly(file: BinaryIO, offset: int, n: int) -> bytes:

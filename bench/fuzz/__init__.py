@@ -1,0 +1,1 @@
+"""Mutation fuzzing of unigraph's file readers (see README.md)."""
