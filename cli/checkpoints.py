@@ -129,7 +129,12 @@ class ShardedCheckpoint(Checkpoint):
                 f"{index}: not a shard index (a JSON object with a 'weight_map' of tensor names to file names)"
             ) from None
         for shard_name in weight_map.values():
-            if Path(shard_name).name != shard_name or shard_name in ("", ".", "..") or shard_name.endswith(".index.json"):
+            if (
+                Path(shard_name).name != shard_name
+                or shard_name in ("", ".", "..")
+                or "\x00" in shard_name
+                or shard_name.endswith(".index.json")
+            ):
                 raise CheckpointError(f"{index}: names a shard {shard_name!r} that is not a weights file beside it")
         self._shards: dict[str, Checkpoint] = {}
         self._where: dict[str, Checkpoint] = {}

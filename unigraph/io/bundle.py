@@ -121,7 +121,7 @@ def load(path: str | os.PathLike) -> Converted:
     if not is_bundle:
         raise CheckpointError(f"{path}: a safetensors file, but not a unigraph bundle")
     version = metadata.get("version", "0")
-    if not version.isdigit():
+    if not (version.isascii() and version.isdigit()):
         raise CheckpointError(f"{path}: corrupt bundle (its version {version!r} is not a number)")
     if int(version) > VERSION:
         raise CheckpointError(f"{path}: bundle version {version} is newer than this unigraph reads")
