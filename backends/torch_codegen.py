@@ -7,7 +7,8 @@ and ``to_torch`` (executed in memory). Layers the graph has are written as
 of its torch lowering (``backends/torch_ops``): inlined when the lowering is a
 single expression, else copied into the file as a function with the private
 helpers it calls (``backends/source_copy.py``). Parameters and buffers are registered under their
-state-dict names and torch layouts (``backends/torch_params.py``).
+state-dict names and torch layouts (``backends/torch_params.py``); ``forward`` takes what the source
+model took: positions, keywords, nesting, or one dict (``backends/torch_signature.py``).
 """
 
 from __future__ import annotations
@@ -21,17 +22,21 @@ from typing import Any
 import numpy as np
 
 import unigraph
-from unigraph import dims
+from unigraph import dims, tree
 from unigraph.backends.source_copy import Copier, Identifiers, inline, literal
 from unigraph.backends.torch_layers import Layer, find_layers
 from unigraph.backends.torch_ops import LOWERINGS
 from unigraph.backends.torch_params import torch_tensors
+from unigraph.backends.torch_signature import parameters
 from unigraph.converted import Converted
 from unigraph.ir import Graph, Node
 from unigraph.ops import REGISTRY, OpDef
 
 #: Names the generated file defines at module level; lowerings may use these only.
 _MODULE_NAMES = {"torch": "torch", "torch.nn.functional": "F", "torch.nn": "nn", "math": "math"}
+
+#: Names forward's locals must not hide.
+_FILE_NAMES = ["self", *_MODULE_NAMES.values(), "_attach", "_register"]
 
 _PRELUDE = '''
 def _attach(root, name, module):
@@ -72,7 +77,8 @@ class _Generator:
         self.class_name = class_name
         self.tensors = {t.value: t for t in torch_tensors(conv)}
         self.layers: dict[int, Layer] = find_layers(self.graph, self.tensors)
-        self.ids = Identifiers(["self", "torch", "F", "nn", "math", "_attach", "_register"])
+        self.params = parameters(self.graph, _FILE_NAMES)
+        self.ids = _Names(Identifiers([*_FILE_NAMES, *self.params.reserved]), self.params.names)
         self.helpers = Copier(_MODULE_NAMES, "torch lowering")
         self.lines: list[str] = []  # forward body
         self.bound: set[str] = set()  # values with a local in forward
@@ -135,7 +141,7 @@ class _Generator:
         return f"_register(self, {name!r}, {tensor}{', buffer=True' if buffer else ''})"
 
     def _forward(self) -> str:
-        params = self._signature()
+        self.bound.update(tree.tensor_names(self.graph.input_tree))
         self._bind_symbols()
         for index, node in enumerate(self.graph.nodes):
             layer = self.layers.get(index)
@@ -150,38 +156,11 @@ class _Generator:
         if creates and self.graph.inputs:  # tensors made from nothing go where the inputs are
             device = f"{self.ids(self.graph.inputs[0])}.device"
             body = f"with torch.device({device}):\n" + textwrap.indent(body, "    ")
+        body = "\n".join([*self.params.preamble(self.ids, self.class_name), body])
         body = textwrap.indent(body, "    ")
-        return textwrap.indent(f"def forward(self{params}):\n{body}\n", "    ")
+        return textwrap.indent(f"def forward({self.params.signature()}):\n{body}\n", "    ")
 
     # ---- forward pieces ---------------------------------------------------------------------
-
-    def _signature(self) -> str:
-        args_spec, kwargs_spec = self.graph.input_tree["items"]
-        params = [self._parameter(f"arg{i}", spec) for i, spec in enumerate(args_spec["items"])]
-        params += [self._parameter(key, spec) for key, spec in zip(kwargs_spec["keys"], kwargs_spec["items"])]
-        return "".join(f", {p}" for p in params)
-
-    def _parameter(self, fallback: str, spec: dict) -> str:
-        if spec["kind"] == "tensor":
-            name = self.ids(spec["name"])
-            self.bound.add(spec["name"])
-            return name
-        if spec["kind"] == "const":
-            return f"{self.ids(fallback)}={literal(spec['value'])}"
-        name = self.ids(fallback)
-        self._unpack(name, spec)
-        return name
-
-    def _unpack(self, source: str, spec: dict) -> None:
-        keys = spec.get("keys") or range(len(spec["items"]))
-        for key, item in zip(keys, spec["items"]):
-            if item["kind"] == "tensor":
-                self.lines.append(f"{self.ids(item['name'])} = {source}[{key!r}]")
-                self.bound.add(item["name"])
-            elif item["kind"] != "const":
-                inner = self.ids(f"{source}_{key}")
-                self.lines.append(f"{inner} = {source}[{key!r}]")
-                self._unpack(inner, item)
 
     def _bind_symbols(self) -> None:
         """``batch = input_ids.shape[0]`` for each symbol a symbolic attribute uses."""
@@ -254,6 +233,17 @@ class _Generator:
         if kind == "list":
             return "[" + ", ".join(items) + "]"
         return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+class _Names:
+    """The file's identifiers: forward's parameters as named, every other name made unique."""
+
+    def __init__(self, identifiers: Identifiers, parameters: dict[str, str]):
+        self.identifiers = identifiers
+        self.parameters = parameters
+
+    def __call__(self, name: str) -> str:
+        return self.parameters.get(name) or self.identifiers(name)
 
 
 def _attribute(path: str) -> bool:

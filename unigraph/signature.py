@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,7 +31,8 @@ def bind(graph: Graph, args: Sequence, kwargs: Mapping) -> list:
     """The graph inputs, in order, from a call's arguments; checked, as arrays.
 
     Arguments follow the source model's signature (``args``, ``kwargs`` and
-    their nesting); a flat positional list of every tensor input is accepted too.
+    their nesting); a flat positional list of every tensor input is accepted too,
+    and keywords for the entries of a model's one dict (``keyword_dict``).
     """
     by_name = _match(graph, args, kwargs)
     arrays = [as_array(by_name[name]) for name in graph.inputs]
@@ -38,8 +40,27 @@ def bind(graph: Graph, args: Sequence, kwargs: Mapping) -> list:
     return arrays
 
 
+def keyword_dict(graph: Graph) -> tree.Spec | None:
+    """The dict a model takes as its one argument, where its entries may come as keywords instead.
+
+    A Keras model with named inputs is called with one dict
+    (``model({"token_ids": …, "padding_mask": …})``); its converted forms take
+    ``model(token_ids=…, padding_mask=…)`` too. ``None`` for any other call, or
+    where a key is no Python identifier.
+    """
+    args, kwargs = graph.input_tree["items"]
+    if kwargs["keys"] or len(args["items"]) != 1 or args["items"][0]["kind"] != "dict":
+        return None
+    entries = args["items"][0]
+    if not entries["keys"] or not all(k.isidentifier() and not keyword.iskeyword(k) for k in entries["keys"]):
+        return None
+    return entries
+
+
 def _match(graph: Graph, args: Sequence, kwargs: Mapping) -> dict[str, Any]:
     spec = graph.input_tree
+    if kwargs and not args and keyword_dict(graph) is not None:
+        args, kwargs = (kwargs,), {}
     try:
         return tree.match(spec, (tuple(args), dict(kwargs)), where="")
     except ValueError as error:
@@ -85,12 +106,15 @@ def describe(graph: Graph) -> str:
 
 
 def _leaf(graph: Graph, spec: tree.Spec) -> str:
-    names = tree.tensor_names(spec)
-    if spec["kind"] == "tensor":
-        return str(graph.types[names[0]])
-    if spec["kind"] == "const":
+    kind = spec["kind"]
+    if kind == "tensor":
+        return str(graph.types[spec["name"]])
+    if kind == "const":
         return repr(spec["value"])
-    return "(" + ", ".join(str(graph.types[n]) for n in names) + ")"
+    items = [_leaf(graph, item) for item in spec["items"]]
+    if kind == "dict":
+        return "{" + ", ".join(f"{k!r}: {v}" for k, v in zip(spec["keys"], items)) + "}"
+    return ("[{}]" if kind == "list" else "({})").format(", ".join(items))
 
 
 def input_names(graph: Graph) -> list[str]:

@@ -129,3 +129,138 @@ def test_state_dict_of_another_origin_uses_torch_conventions():
     with torch.no_grad():
         got = conv.to_torch()(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, np.asarray(module.apply(variables, x)), rtol=1e-5, atol=1e-5)
+
+
+# ---- what the source model takes: one dict (Keras), keywords, nested structures -----------------
+
+
+def _token_inputs(batch: int, length: int, vocab: int, *names: str) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(batch)
+    inputs = {"token_ids": rng.integers(1, vocab, (batch, length)).astype(np.int32)}
+    mask = np.ones((batch, length), np.int32)
+    mask[0, length - 2 :] = 0  # padding in the first row
+    inputs["padding_mask"] = mask
+    for name in names:
+        inputs[name] = (np.arange(length) >= length // 2).astype(np.int32)[None].repeat(batch, 0)
+    return inputs
+
+
+def _keras_dict_model():
+    """Functional, named inputs (a dict), any sequence length: sine positions are made from nothing."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((None,), dtype="int32", name="token_ids")
+    mask = keras.Input((None,), dtype="int32", name="padding_mask")
+    x = keras.layers.Embedding(50, 8)(tokens)
+    x = x + keras_hub.layers.SinePositionEncoding()(x)
+    x = keras.layers.Dense(4)(x * keras.ops.cast(mask, "float32")[..., None])
+    return keras.Model({"token_ids": tokens, "padding_mask": mask}, x)
+
+
+def _bert_backbone():
+    import keras
+    import keras_hub
+
+    from tests.frontends.keras_models import randomize
+
+    keras.utils.set_random_seed(0)
+    return randomize(keras_hub.models.BertBackbone(
+        vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=32
+    ))
+
+
+def _keras_case(name: str):
+    """A Keras model taking a dict, its conversion, inputs and Keras's own output (NumPy)."""
+    if name == "functional":
+        model, inputs = _keras_dict_model(), _token_inputs(3, 7, 50)
+        conv = ug.from_keras(model)
+    else:
+        model, inputs = _bert_backbone(), _token_inputs(2, 8, 100, "segment_ids")
+        conv = ug.from_keras(model, example_inputs=inputs)
+    return conv, inputs, _numpy(model(inputs, training=False))
+
+
+def _numpy(out):
+    if isinstance(out, dict):
+        return {k: _numpy(v) for k, v in out.items()}
+    return np.array(out)
+
+
+def _torch(out):
+    if isinstance(out, dict):
+        return {k: _torch(v) for k, v in out.items()}
+    return torch.from_numpy(np.array(out))
+
+
+def _assert_close(got, want, where):
+    torch.testing.assert_close(got, _torch(want), rtol=1e-4, atol=1e-5, msg=lambda m: f"{where}: {m}")
+
+
+@pytest.mark.parametrize("name", ["functional", pytest.param("bert", marks=pytest.mark.slow)])
+def test_a_keras_model_with_named_inputs_takes_a_dict_or_keywords(name, tmp_path):
+    conv, inputs, want = _keras_case(name)
+    tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
+    module = conv.to_torch()
+    with torch.no_grad():
+        _assert_close(module(tensors), want, "dict")
+        _assert_close(module(**tensors), want, "keywords")
+        _assert_close(module(inputs=tensors), want, "inputs=")
+    with pytest.raises(TypeError, match="one dict or as keywords"):
+        module(tensors, token_ids=tensors["token_ids"])
+    _assert_close(_torch(conv(**inputs)), want, "the Converted, by keywords")
+
+    conv.to_torch_source(tmp_path / "model.py")
+    torch.save(conv.to_state_dict(), tmp_path / "state.pt")
+    torch.save((tensors, _torch(want)), tmp_path / "io.pt")
+    code = (
+        "import sys, torch\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from model import Model\n"
+        "model = Model()\n"
+        f"model.load_state_dict(torch.load({str(tmp_path / 'state.pt')!r}), strict=True)\n"
+        f"inputs, want = torch.load({str(tmp_path / 'io.pt')!r})\n"
+        "with torch.no_grad():\n"
+        "    torch.testing.assert_close(model.eval()(inputs), want, rtol=1e-4, atol=1e-5)\n"
+        "    torch.testing.assert_close(model(**inputs), want, rtol=1e-4, atol=1e-5)\n"
+        "print(sorted(m for m in ('unigraph', 'jax', 'keras', 'tensorflow') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+class Keywords(nn.Module):
+    """Keyword arguments: a fixed one before tensors, a nested dict of a tuple and a tensor."""
+
+    def forward(self, x, scale=2.0, mask=None, extra=None):
+        y = x * scale * mask
+        return {"sum": y + extra["pair"][0] * extra["pair"][1], "parts": [y, extra["bias"]]}
+
+
+class Batch(nn.Module):
+    """One positional dict, as a training loop's batch."""
+
+    def forward(self, batch):
+        return batch["x"] * batch["weights"][1] + batch["weights"][0]
+
+
+def test_torch_models_keep_keywords_and_nesting():
+    rng = torch.Generator().manual_seed(0)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=rng)
+
+    x, mask = randn(2, 3), (randn(2, 3) > 0).float()
+    kwargs = {"scale": 2.0, "mask": mask, "extra": {"pair": (randn(2, 3), randn(3)), "bias": randn(3)}}
+    model = Keywords()
+    module = ug.from_torch(model, (x,), kwargs).to_torch()
+    torch.testing.assert_close(module(x, **kwargs), model(x, **kwargs))
+    torch.testing.assert_close(module(x, 2.0, mask, kwargs["extra"]), model(x, **kwargs))
+
+    batch = {"x": randn(2, 3), "weights": [randn(3), randn(3)]}
+    model = Batch()
+    module = ug.from_torch(model, (batch,)).to_torch()
+    torch.testing.assert_close(module(batch), model(batch))
+    torch.testing.assert_close(module(**batch), model(batch))
