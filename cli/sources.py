@@ -353,7 +353,7 @@ def _open_hf(spec: str, options: Options) -> Source:
         raise CheckpointError(f"{folder / 'config.json'}: 'auto_map' should be an object naming classes")
     if auto_map and not options.trust_remote_code:
         raise CheckpointError(
-            f"{folder / 'config.json'}: refused: it asks for custom code ({', '.join(sorted(map(str, auto_map)))}), "
+            f"{folder / 'config.json'}: refused: it asks for custom code ({', '.join(sorted(auto_map))}), "
             "which would run on loading. Nothing was run. Pass --trust-remote-code if you trust the folder"
         )
     import torch
