@@ -444,7 +444,7 @@ def translate(
         for name in node.inputs:
             first_users.setdefault(name, node.outputs[0])
     entries = [dataclasses.replace(e, node=first_users.get(e.key)) for e in b.entries]
-    trace_ = JaxprTrace(closed_jaxpr, [v.array for v in variables], in_tree, dict(static_inputs or {}), translator.origins)
+    trace_ = JaxprTrace(closed_jaxpr, [v.array for v in variables], translator.origins)
     return Converted(graph, b.variable_tree(), ParamMap(entries), metadata, trace=trace_)
 
 
@@ -729,12 +729,13 @@ class JaxprTrace:
 
     jaxpr: ClosedJaxpr
     variables: list  # the source's values of the leading jaxpr inputs
-    in_tree: Any  # the PyTreeDef of (args, kwargs); None: the inputs positionally
-    static: dict[int, Any]  # its non-array leaves, by flat position
     origins: dict[str, str]
 
-    def intermediate_values(self, args: Sequence, kwargs: Mapping) -> dict[str, np.ndarray]:
-        """Every variable's value when the jaxpr runs on these inputs, by key (extended dtypes left out).
+    def intermediate_values(self, inputs: Sequence) -> dict[str, np.ndarray]:
+        """Every variable's value when the jaxpr runs on ``inputs``, by key (extended dtypes left out).
+
+        ``inputs`` are the graph's inputs, in its order: the jaxpr's inputs
+        after the variables (the graph has one input per jaxpr input).
 
         The jaxpr is evaluated equation by equation, call bodies entered, as
         one function that returns every value; ``jax.export`` runs it, since
@@ -742,7 +743,8 @@ class JaxprTrace:
         parameters and JAX binds those only through its shape refinement.
         """
         jaxpr = self.jaxpr.jaxpr
-        inputs = self._inputs(args, kwargs, jaxpr.invars[len(self.variables):])
+        invars = jaxpr.invars[len(self.variables):]
+        inputs = [np.asarray(x, dtype=np.dtype(v.aval.dtype)) for x, v in zip(inputs, invars, strict=True)]
 
         def collect(*flat):
             values: dict[str, Any] = {}
@@ -753,16 +755,6 @@ class JaxprTrace:
         exported = jax.export.export(jax.jit(collect))(*specs)
         values = exported.call(*self.variables, *inputs)
         return {key: np.asarray(value) for key, value in values.items()}
-
-    def _inputs(self, args: Sequence, kwargs: Mapping, invars) -> list[np.ndarray]:
-        leaves, in_tree = jax.tree_util.tree_flatten((tuple(args), dict(kwargs)))
-        if self.in_tree is not None:
-            if in_tree != self.in_tree:
-                raise ValueError(f"the inputs have the structure {in_tree}, the traced function took {self.in_tree}")
-            leaves = [leaf for i, leaf in enumerate(leaves) if i not in self.static]
-        if len(leaves) != len(invars):
-            raise ValueError(f"{len(leaves)} input arrays for a jaxpr of {len(invars)} inputs")
-        return [np.asarray(leaf, dtype=np.dtype(v.aval.dtype)) for leaf, v in zip(leaves, invars)]
 
 
 def _evaluate(jaxpr: Jaxpr, consts: Sequence, args: Sequence, prefix: str, values: dict) -> list:

@@ -350,15 +350,27 @@ LOWERINGS = ("torch", "savedmodel")
 
 
 def _locate(reference, candidate: Converted, args, kwargs, rtol, atol) -> Divergence | None:
-    """The first node whose JAX value differs from the source's value it translates (None without a trace)."""
-    source = _source_values(reference, candidate.trace, args, kwargs)
-    if source is None:
+    """The first node whose JAX value differs from the source's value it translates.
+
+    The source's values come from the candidate's trace: the torch program's
+    fx nodes (run on the call's arguments, for a torch reference), or the
+    jaxpr's variables (on the graph's inputs: one per jaxpr input). None
+    without a trace (a bundle, a Keras model traced in a worker).
+    """
+    trace = candidate.trace
+    from_jaxpr = hasattr(trace, "jaxpr")  # frontends.jaxpr.JaxprTrace: JAX, Flax and Keras sources
+    if trace is None or not (from_jaxpr or _framework(reference) == "torch"):
         return None
-    origins = candidate.trace.origins
-    _, values = _jax_values(candidate, args, kwargs)
+    inputs, values = _jax_values(candidate, args, kwargs)
+    if from_jaxpr:
+        source = trace.intermediate_values(inputs)
+    else:
+        from unigraph.frontends.torch_export import intermediate_values
+
+        source = intermediate_values(trace.program, args, kwargs)
     for node in candidate.graph.nodes:
         for name in node.outputs:
-            origin = origins.get(name)
+            origin = trace.origins.get(name)
             if origin is None or origin not in source:
                 continue
             want = source[origin]
@@ -369,19 +381,6 @@ def _locate(reference, candidate: Converted, args, kwargs, rtol, atol) -> Diverg
             if not row.ok:
                 return Divergence(name, node.op, str(node.source), row.max_abs, row.max_rel, row.mismatch)
     return None
-
-
-def _source_values(reference, trace, args, kwargs) -> dict[str, np.ndarray] | None:
-    """The source's intermediate values by the keys of ``trace.origins``: the torch program's, or the jaxpr's."""
-    if trace is None:
-        return None
-    if hasattr(trace, "jaxpr"):  # frontends.jaxpr.JaxprTrace: JAX, Flax and Keras sources
-        return trace.intermediate_values(*host_arrays((tuple(args), dict(kwargs))))
-    if _framework(reference) != "torch":
-        return None
-    from unigraph.frontends.torch_export import intermediate_values
-
-    return intermediate_values(trace.program, args, kwargs)
 
 
 def _jax_values(conv: Converted, args, kwargs, variables=None) -> tuple[list, dict]:
