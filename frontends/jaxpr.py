@@ -381,7 +381,6 @@ def _trace_failure(what: str, error: Exception) -> str:
 CALL_BODIES = {"jit": "jaxpr", "custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jaxpr", "remat2": "jaxpr"}
 
 
-
 def translate(
     closed_jaxpr: ClosedJaxpr,
     *,
@@ -510,7 +509,7 @@ class Frame:
         self.absorbed[id(eqn)] = result
 
     def key(self, eqn) -> str | None:
-        """The prefix of the keys of ``eqn``'s outputs (``"3/5."``: equation 5 in the body of equation 3)."""
+        """The key of ``eqn`` (``"3/5"``: equation 5 in the body of equation 3), None in a loop or branch body."""
         return None if self.scope.key is None else f"{self.scope.key}{self.index[id(eqn)]}"
 
 
@@ -561,7 +560,7 @@ class Translator:
             for i, (var, ref) in enumerate(zip(eqn.outvars, outs)):
                 if not isinstance(var, DropVar):
                     frame.env[var] = ref
-                    if key is not None:  # the last variable bound wins: an absorbed bias add's, not the matmul's
+                    if key is not None and ref.name is not None:  # the last variable bound wins: an absorbed bias add's, not the matmul's
                         self.origins[ref.name] = f"{key}.{i}"
         return [frame.read(v) for v in jaxpr.outvars]
 
