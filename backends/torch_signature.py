@@ -91,9 +91,12 @@ def parameters(graph: Graph, taken: Iterable[str]) -> Parameters:
     named = [(None, spec) for spec in args["items"]] + list(zip(kwargs["keys"], kwargs["items"]))
     for i, (key, spec) in enumerate(named):
         if key not in exact:  # positional, or a keyword renamed: it goes by position
-            base = spec["name"] if spec["kind"] == "tensor" else key or f"arg{i}"
-            if len(named) == 1 and spec["kind"] not in ("tensor", "const"):
+            if spec["kind"] == "tensor":
+                base = spec["name"]
+            elif key is None and len(named) == 1:
                 base = "inputs"
+            else:
+                base = key or f"arg{i}"
             key = unique_name(identifier(base, "arg"), used)
             used.add(key)
         items.append(Parameter(key, spec))
