@@ -36,7 +36,9 @@ trusted, since its code already runs in the caller's process).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import importlib
+import inspect
 import json
 import os
 import re
@@ -51,7 +53,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from unigraph import errors
+from unigraph import dims, errors
 from unigraph.converted import Converted
 from unigraph.errors import CheckpointError, ExportError, first_line
 from unigraph.frontends.jaxpr import BATCH, JaxVariable, trace, translate
@@ -97,9 +99,14 @@ def from_keras(
       instead (Keras 3 cannot rebuild a model from it).
     - ``example_inputs``: what the model is called with (an array, a list or
       a dict of arrays). Without them, shapes and dtypes come from the model's
-      inputs: dimension 0 is the symbolic ``batch``, other unknown sizes are
-      symbols ``dim1``, ``dim2``, … (by axis, shared between inputs). A
-      subclassed model has no symbolic inputs and needs them.
+      ``keras.Input``s, or for a subclassed model from the shapes it was
+      built with (``model.build(shape)`` or its first call; the model's input
+      dtype): dimension 0 is the symbolic ``batch``, other unknown sizes are
+      symbols ``dim1``, ``dim2``, … (by axis, shared between inputs). Bounds
+      the model's code puts on them (a sequence length up to the position
+      table's, ``dim1 <= 64``) are found while tracing and kept in
+      ``metadata["shape_constraints"]``; sizes beyond them are outside the
+      converted model's domain, as they are outside the source's.
     - ``polymorphic_shapes`` (with ``example_inputs``): ``"batch"`` (the
       default) makes dimension 0 symbolic where the model allows it (static
       with a warning elsewhere); ``None`` keeps every size static; or a JAX
@@ -158,37 +165,37 @@ def convert_model(
         raise RuntimeError(f"convert_model needs Keras's JAX backend; this process runs {keras.backend.backend()!r}")
     trainable, non_trainable = list(model.trainable_variables), list(model.non_trainable_variables)
     n = len(trainable)
+    # Keras's __call__ passes `training` only to a `call` that names it; stateless_call runs `call` itself
+    flags = {"training": False} if "training" in inspect.signature(model.call).parameters else {}
 
     def call(values, inputs):
-        return model.stateless_call(values[:n], values[n:], inputs, training=False)[0]
+        return model.stateless_call(values[:n], values[n:], inputs, **flags)[0]
 
-    reference = _symbolic_inputs(model)
-    if example_inputs is None:
-        if reference is None:
-            raise ExportError(
-                f"{model.name} ({type(model).__name__}) has no symbolic inputs to read shapes and dtypes "
-                "from (a subclassed model, or one never built on keras.Input): pass example_inputs, "
-                "what the model is called with (an array, a list or a dict of arrays)"
-            )
-        inputs, shapes = _specs_from_keras(reference), None
-    else:
-        inputs = jax.tree.map(_as_array, example_inputs)
-        shapes = polymorphic_shapes if polymorphic_shapes in (BATCH, None) else [polymorphic_shapes]
     if values is None:
         values = [v.value for v in (*trainable, *non_trainable)]
     variables = keras_variables(trainable, non_trainable, values, source_names)
-    try:
+    what = f"the Keras model {model.name}"
+    reference = _symbolic_inputs(model)
+    constraints: list[str] = []
+    if example_inputs is None:
+        templates = _input_templates(model, reference)
+        if templates is None:
+            raise _inputs_unknown(model)
+        inputs, traced, constraints = _trace_symbolic(call, list(values), templates, what)
+    else:
+        inputs = jax.tree.map(_as_array, example_inputs)
+        shapes = polymorphic_shapes if polymorphic_shapes in (BATCH, None) else [polymorphic_shapes]
         traced = trace(
-            call, list(values), (inputs,), {},
-            polymorphic_shapes=shapes, positional_names=["inputs"], what=f"the Keras model {model.name}",
+            call, list(values), (inputs,), {}, polymorphic_shapes=shapes, positional_names=["inputs"], what=what
         )
-    except ExportError as e:
-        if example_inputs is not None:
-            raise
-        raise ExportError(
-            f"{e}\n  - the sizes came from the model's inputs ({_describe_specs(inputs)}): pass "
-            "example_inputs to fix the sizes the model cannot take symbolically"
-        ) from e.__cause__
+    metadata = {
+        "source_framework": "keras",
+        "source_version": keras.__version__,
+        "source_model": model.name,
+        "source_class": type(model).__name__,
+    }
+    if constraints:
+        metadata["shape_constraints"] = constraints
     converted = translate(
         traced.jaxpr,
         variables=variables,
@@ -197,12 +204,7 @@ def convert_model(
         static_inputs=traced.static,
         out_tree=traced.out_tree,
         source_of=_layer_paths(model, layer_names or {}),
-        metadata={
-            "source_framework": "keras",
-            "source_version": keras.__version__,
-            "source_model": model.name,
-            "source_class": type(model).__name__,
-        },
+        metadata=metadata,
     )
     return converted
 
@@ -247,16 +249,167 @@ def _symbolic_inputs(model):
         return inputs[0] if len(inputs) == 1 else list(inputs)
 
 
-def _specs_from_keras(reference):
-    """Abstract inputs from Keras's: dimension 0 ``batch``, other unknown sizes ``dim<axis>``."""
-    scope = jax.export.SymbolicScope()
+def _inputs_unknown(model) -> ExportError:
+    return ExportError(
+        f"{model.name} ({type(model).__name__}) has no symbolic inputs and was never built, so the "
+        "shapes and dtypes it takes are unknown: pass example_inputs, what the model is called with (an "
+        "array, a list or a dict of arrays), or build the model on its input shape (model.build(input_shape)) first"
+    )
 
-    def spec(tensor):
-        sizes = ["batch" if axis == 0 else (f"dim{axis}" if d is None else str(d)) for axis, d in enumerate(tensor.shape)]
+
+@dataclasses.dataclass(frozen=True)
+class _Input:
+    """One input the model takes: its shape (None for a size Keras leaves open) and dtype."""
+
+    shape: tuple
+    dtype: np.dtype
+
+
+def _input_templates(model, reference):
+    """The model's inputs as a structure of ``_Input``s, or None when Keras does not know them.
+
+    They come from its ``keras.Input``s, else from the shapes a subclassed
+    model was built with (``model.build(shape)`` or its first call), whose
+    dtype is the model's input dtype. A model whose build took several
+    arguments is not read: which call arguments they are is its own code's
+    business.
+    """
+    if reference is not None:
+        return jax.tree.map(lambda t: _Input(tuple(t.shape), np.dtype(t.dtype)), reference)
+    config = model.get_build_config() if model.built else None
+    if not config or "input_shape" not in config:
+        return None
+    return _shape_tree(config["input_shape"], np.dtype(model.input_dtype))
+
+
+def _shape_tree(shapes, dtype: np.dtype):
+    """A build config's shape (a tuple, or a list or dict of them) as ``_Input``s."""
+    if isinstance(shapes, Mapping):
+        return {k: _shape_tree(v, dtype) for k, v in shapes.items()}
+    if all(d is None or isinstance(d, int) for d in shapes):
+        return _Input(tuple(shapes), dtype)
+    return [_shape_tree(s, dtype) for s in shapes]
+
+
+def _specs(templates, constraints: Sequence[str] = ()):
+    """Abstract inputs: dimension 0 ``batch``, other unknown sizes ``dim<axis>``, in one scope with ``constraints``."""
+    scope = jax.export.SymbolicScope(constraints)
+
+    def spec(t: _Input):
+        sizes = ["batch" if axis == 0 else (f"dim{axis}" if d is None else str(d)) for axis, d in enumerate(t.shape)]
         shape = jax.export.symbolic_shape(", ".join(sizes), scope=scope) if sizes else ()
-        return jax.ShapeDtypeStruct(shape, jax.dtypes.canonicalize_dtype(np.dtype(tensor.dtype)))
+        return jax.ShapeDtypeStruct(shape, jax.dtypes.canonicalize_dtype(t.dtype))
 
-    return jax.tree.map(spec, reference)
+    return jax.tree.map(spec, templates)
+
+
+def _sized(templates, env: Mapping[str, int]):
+    """Concrete abstract inputs: the symbols of ``_specs`` given the sizes in ``env``."""
+
+    def spec(t: _Input):
+        shape = tuple(env["batch"] if axis == 0 else (env[f"dim{axis}"] if d is None else d) for axis, d in enumerate(t.shape))
+        return jax.ShapeDtypeStruct(shape, jax.dtypes.canonicalize_dtype(t.dtype))
+
+    return jax.tree.map(spec, templates)
+
+
+def _trace_symbolic(call, values: list, templates, what: str):
+    """Traces ``call`` on symbolic inputs, learning the bounds the model's code needs on their sizes.
+
+    A model often works for any size up to a limit (a sequence length up to
+    its position table: ``lax.dynamic_slice`` asks whether ``dim1 <= 64``),
+    which JAX cannot decide for an unbounded symbol. Each comparison on one
+    symbol that JAX finds inconclusive is tried as a constraint of the
+    symbolic scope, and kept only if the model fails on sizes that break it:
+    then it states the model's own domain. Where the model runs on such sizes
+    too, the comparison is a branch of its code, and a symbolic trace would
+    convert one branch only; the sizes must then come from example_inputs.
+
+    Returns the inputs, the ``Traced`` and the constraints kept.
+    """
+    constraints: list[str] = []
+    while True:
+        inputs = _specs(templates, constraints)
+        try:
+            traced = trace(call, values, (inputs,), {}, polymorphic_shapes=None, positional_names=["inputs"], what=what)
+            return inputs, traced, constraints
+        except ExportError as e:
+            bound = _bound_asked(e.__cause__)
+            why = ""
+            if bound is not None and bound not in constraints:
+                why = _runs_beyond(call, values, templates, constraints, bound)
+                if not why:
+                    constraints.append(bound)
+                    continue
+            raise ExportError(
+                f"{e}\n  - the sizes came from the model's inputs ({_describe_specs(inputs)}){why}: pass "
+                "example_inputs to fix the sizes the model cannot take symbolically"
+            ) from e.__cause__
+
+
+_COMPARISON = re.compile(r"comparison '([^']+)' (<=|>=|<|>) '([^']+)' is inconclusive")
+
+
+def _bound_asked(error) -> str | None:
+    """The comparison an ``InconclusiveDimensionOperation`` asked, as a JAX constraint, if it bounds one symbol."""
+    from jax.errors import InconclusiveDimensionOperation
+
+    found = _COMPARISON.search(str(error)) if isinstance(error, InconclusiveDimensionOperation) else None
+    if found is None:
+        return None
+    left, op, right = found.groups()
+    try:
+        if len(dims.symbols(left) | dims.symbols(right)) != 1:
+            return None
+    except ValueError:  # an expression outside unigraph's dimension syntax
+        return None
+    if op in ("<", ">"):  # constraints take <= and >= only; sizes are integers
+        right, op = (f"{right} - 1", "<=") if op == "<" else (f"{right} + 1", ">=")
+    return f"{left} {op} {right}"
+
+
+def _sides(bound: str) -> tuple[str, str, str]:
+    left, op, right = re.split(r" (<=|>=) ", bound, maxsplit=1)
+    return left, op, right
+
+
+def _symbols(bound: str) -> set[str]:
+    left, _, right = _sides(bound)
+    return dims.symbols(left) | dims.symbols(right)
+
+
+def _holds(bound: str, env: Mapping[str, int]) -> bool:
+    left, op, right = _sides(bound)
+    a, b = dims.evaluate(left, env), dims.evaluate(right, env)
+    return a <= b if op == "<=" else a >= b
+
+
+#: Sizes tried for a symbol: small ones first, then powers of two (abstract traces cost nothing per element).
+_CANDIDATES = (8, *range(1, 4097), *(2**k for k in range(13, 32)))
+
+
+def _runs_beyond(call, values: list, templates, constraints: Sequence[str], bound: str) -> str:
+    """``""`` if the model fails on sizes that break ``bound`` (and keep ``constraints``), else why it is no bound.
+
+    The sizes are traced concretely (``jax.eval_shape``): every comparison
+    is decided, so the trace fails only where the model cannot run.
+    """
+    (symbol,) = _symbols(bound)
+
+    def allowed(name: str, size: int) -> bool:
+        kept = all(_holds(c, {name: size}) for c in constraints if _symbols(c) == {name})
+        return kept and (name != symbol or not _holds(bound, {name: size}))
+
+    names = {"batch"} | {f"dim{axis}" for t in jax.tree.leaves(templates) for axis, d in enumerate(t.shape) if d is None}
+    env = {name: next((v for v in _CANDIDATES if allowed(name, v)), None) for name in names}
+    if None in env.values():
+        return ""  # no size breaks the bound: it holds for every size the model can be given
+    specs = [jax.ShapeDtypeStruct(np.shape(v), jax.dtypes.canonicalize_dtype(v.dtype)) for v in values]
+    try:
+        jax.eval_shape(call, specs, _sized(templates, env))
+    except Exception:  # whatever the model raises where it cannot run
+        return ""
+    return f"; the model branches on {bound} (it runs with {symbol} = {env[symbol]} too)"
 
 
 def _describe_specs(inputs) -> str:
@@ -504,6 +657,8 @@ def _model_custom_objects(keras, model) -> dict[str, str]:
 
 def _model_in_worker(keras, model, example_inputs, polymorphic_shapes, custom_objects) -> Converted:
     """Saves ``model`` and converts it in a worker running Keras on JAX, under the caller's names."""
+    if example_inputs is None and _input_templates(model, _symbolic_inputs(model)) is None:
+        raise _inputs_unknown(model)  # before saving: the worker could tell no more
     objects = {**_model_custom_objects(keras, model), **_importable_all(custom_objects)}
     variables = [*model.trainable_variables, *model.non_trainable_variables]
     identity = {

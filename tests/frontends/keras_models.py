@@ -77,6 +77,48 @@ class BatchDependent(keras.layers.Layer):
         return input_shape
 
 
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class NoTrainingFlag(keras.Model):
+    """A subclassed model whose ``call`` takes no ``training`` (Keras passes it only to calls that do)."""
+
+    def __init__(self, width: int = 8, **kwargs):
+        super().__init__(**kwargs)
+        self.width = width
+        self.hidden = keras.layers.Dense(width, activation="tanh", name="hidden")
+        self.norm = keras.layers.BatchNormalization(name="norm")
+        self.head = keras.layers.Dense(2, name="head")
+
+    def build(self, input_shape):
+        self.hidden.build(input_shape)
+        self.norm.build((*input_shape[:-1], self.width))
+        self.head.build((*input_shape[:-1], self.width))
+
+    def call(self, x):
+        return self.head(self.norm(self.hidden(x)))
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width}
+
+
+def no_training_flag(features: int = 16) -> keras.Model:
+    """Built by ``model.build((None, features))``, never called."""
+    keras.utils.set_random_seed(0)
+    model = NoTrainingFlag(name="no_training_flag")
+    model.build((None, features))
+    return randomize(model)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ShortSequencesDoubled(keras.layers.Layer):
+    """A Python branch on the sequence length: a symbolic trace would convert one side only."""
+
+    def call(self, x):
+        return x * 2.0 if x.shape[1] <= 4 else x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 def tiny_classifier(features: int = 8) -> keras.Model:
     keras.utils.set_random_seed(0)
     model = TinyClassifier(name="tiny_classifier")

@@ -67,16 +67,29 @@ def test_node_sources_are_keras_layer_paths(branching):
     assert all("vmap" not in m and "->" not in m for m in modules)
 
 
-def test_subclassed_model_with_a_custom_layer_needs_and_takes_example_inputs():
-    model = keras_models.tiny_classifier()
-    with pytest.raises(ug.ExportError, match="pass example_inputs"):
-        ug.from_keras(model)
-    conv = ug.from_keras(model, _images(2, 8))
+def test_subclassed_model_with_a_custom_layer_takes_the_shape_of_its_first_call():
+    model = keras_models.tiny_classifier()  # called once on (1, 8): no example_inputs needed
+    conv = ug.from_keras(model)
+    assert conv.graph.types[conv.input_names[0]].shape == ("batch", 8)
     alpha = conv.param_map.by_source("tiny_classifier/block/alpha")
     assert (alpha.key, alpha.role) == ("params/tiny_classifier/block/alpha", None)  # unknown role: kept as is
     custom = [n for n in conv.graph.nodes if n.source.module == "block"]
     assert custom and all(n.source.location.startswith("tests/frontends/keras_models.py:") for n in custom)
     assert_matches(model, conv, lambda b: _images(b, 8, seed=3))
+
+
+def test_a_built_subclassed_model_whose_call_takes_no_training_flag_needs_no_example_inputs():
+    """Built by ``model.build((None, 16))``: the shape it was built with, its batch symbolic; its
+    ``call(self, x)`` gets no ``training`` in the trace or in the checker's Keras run."""
+    model = keras_models.no_training_flag()
+    conv = ug.from_keras(model)
+    assert conv.graph.types[conv.input_names[0]].shape == ("batch", 16)
+    assert_matches(model, conv, lambda b: _images(b, 16, seed=5))
+
+
+def test_an_unbuilt_subclassed_model_asks_for_example_inputs():
+    with pytest.raises(ug.ExportError, match=r"never built.*pass example_inputs"):
+        ug.from_keras(keras_models.NoTrainingFlag(name="unbuilt"))
 
 
 def test_text_model_with_embedding_attention_layer_norm_and_lstm():
@@ -114,6 +127,39 @@ def test_a_size_the_model_cannot_take_symbolically_asks_for_example_inputs():
     assert conv.graph.types[conv.input_names[0]].shape == ("batch", 5)
     x = np.arange(15, dtype=np.int32).reshape(3, 5) % 10
     np.testing.assert_allclose(np.asarray(conv(x)), keras.ops.convert_to_numpy(model(x)), rtol=RTOL, atol=ATOL)
+
+
+def test_a_branch_on_a_symbolic_size_is_not_taken_for_a_bound():
+    """``x.shape[1] <= 4`` is inconclusive for a symbol, but the model runs on longer inputs too: a
+    constraint would convert one side of the branch, so the sizes must come from example_inputs."""
+    x = keras.Input((None, 3), name="steps")
+    model = keras.Model(x, keras_models.ShortSequencesDoubled(name="branch")(x))
+    with pytest.raises(ug.ExportError, match=r"branches on dim1 <= 4 \(it runs with dim1 = \d+ too\).*pass example_inputs"):
+        ug.from_keras(model)
+
+
+@pytest.fixture(scope="module")
+def bert():
+    """A tiny keras_hub BertBackbone (random init): dict inputs, positions sliced to the sequence length."""
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(0)
+    model = keras_hub.models.BertBackbone(
+        vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=64
+    )
+    keras_models.randomize(model)
+    return model, ug.from_keras(model)
+
+
+def test_keras_hub_text_backbone_takes_any_sequence_length_up_to_its_maximum(bert):
+    model, conv = bert
+    assert {conv.graph.types[n].shape for n in conv.input_names} == {("batch", "dim1")}
+    assert conv.metadata["shape_constraints"] == ["dim1 <= 64"]  # the position table's length
+    for length in (7, 64):
+        ids = np.random.default_rng(length).integers(0, 100, (2, length)).astype(np.int32)
+        mask = (np.arange(length) < length - 2).astype(np.int32)[None].repeat(2, 0)
+        inputs = {"token_ids": ids, "segment_ids": ids % 2, "padding_mask": mask}
+        report = ug.check(model, conv, (inputs,), rtol=RTOL, atol=ATOL)
+        assert report.ok, f"length {length}:\n{report}"
 
 
 # ---- variables ---------------------------------------------------------------------------------
