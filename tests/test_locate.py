@@ -140,6 +140,23 @@ def test_savedmodel_output(monkeypatch, residual, tmp_path):
     assert found.max_abs == pytest.approx(0.5)
 
 
+def test_the_command_locates_in_a_torch_output(monkeypatch, tmp_path, capsys):
+    """``unigraph check model.pt2 out.safetensors --locate``: the graph agrees, the torch lowering does not."""
+    from unigraph.cli.command import main
+
+    torch.manual_seed(0)
+    pt2 = tmp_path / "residual.pt2"
+    dynamic = ({0: torch.export.Dim("batch")},)
+    torch.export.save(torch.export.export(Residual().eval(), (torch.from_numpy(X),), dynamic_shapes=dynamic), pt2)
+    out = tmp_path / "residual.safetensors"
+    assert main(["convert", str(pt2), "-o", str(out), "--to", "torch"]) == 0
+    monkeypatch.setitem(LOWERINGS._entries, "add", torch.sub)
+    assert main(["check", str(pt2), str(out), "--locate"]) == 1
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("first divergence at ")]
+    assert "= add(…) (" in line and "in the torch lowering, against the graph's JAX value" in line, line
+    assert line_of("self.head(h + x)") in line
+
+
 KERAS_SCRIPT = '''
 import dataclasses, json, sys
 import keras
