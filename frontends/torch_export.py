@@ -1,9 +1,10 @@
 """PyTorch frontend: any model ``torch.export`` can trace, translated op by op.
 
-The model is exported (the batch dimension dynamic by default), made
-functional, and every ATen op is translated by a handler in
-``frontends/torch_ops``. Ops without a handler are decomposed with torch's own
-decompositions until only handled ops remain; what still has no handler is
+The model is exported (the batch dimension dynamic by default), and every
+ATen op is translated by a handler in ``frontends/torch_ops``. A program with
+ops without a handler, or with in-place writes that matter, is made
+functional and decomposed with torch's own decompositions until only handled
+ops remain; what still has no handler is
 reported all at once, with source lines, before anything is translated.
 """
 
@@ -276,7 +277,15 @@ def _collect_axis_names(value, spec, named: dict) -> None:
 
 
 def decompose(program: ExportedProgram) -> ExportedProgram:
-    """A functional program whose ops all have handlers, where torch can decompose them."""
+    """A program whose ops all have handlers, where torch can decompose them.
+
+    A program that translates as it is (see ``translatable_as_is``) is
+    returned unchanged: decomposing it retraces the whole model, which costs
+    more than exporting it. Otherwise torch makes it functional and decomposes
+    the ops without handlers.
+    """
+    if translatable_as_is(program):
+        return program
     program = program.run_decompositions({})
     table = torch.export.default_decompositions()
     for _ in range(8):
@@ -292,6 +301,72 @@ def decompose(program: ExportedProgram) -> ExportedProgram:
             break
         program = program.run_decompositions(wanted)
     return program
+
+
+def translatable_as_is(program: ExportedProgram) -> bool:
+    """Whether translating ``program`` op by op, each op as its functional form, is exact.
+
+    ``torch.export`` leaves in-place ops (``relu_``, ``add_``) in the program.
+    Translated functionally, the result of an in-place op is a new value, so
+    this holds when every op has a handler and every in-place op writes a
+    tensor that nothing reads afterwards, either directly or through a view:
+    a fresh result (not an input, parameter, buffer or view) whose other
+    uses all come before the write. Anything else (writes to buffers or
+    inputs, or to views) goes through torch's functionalization.
+    """
+    sig = program.graph_signature
+    if any(s.kind != OutputKind.USER_OUTPUT for s in sig.output_specs):
+        return False
+    if any(s.kind in (InputKind.CUSTOM_OBJ, InputKind.TOKEN) for s in sig.input_specs):
+        return False
+    order = {node: i for i, node in enumerate(program.graph.nodes)}
+    for node in program.graph.nodes:
+        if node.op != "call_function" or not _needs_handler(node):
+            continue
+        if handler_for(node.target) is None or _updates_statistics(node):
+            return False
+        schema = getattr(node.target, "_schema", None)
+        if schema is not None and schema.is_mutable and not _writes_dead_value(node, schema, order):
+            return False
+    return True
+
+
+def _writes_dead_value(node: torch.fx.Node, schema, order: Mapping[torch.fx.Node, int]) -> bool:
+    """Whether the in-place ``node`` writes only its first argument, a fresh tensor read by nothing after it."""
+    written = [i for i, a in enumerate(schema.arguments) if a.alias_info is not None and a.alias_info.is_write]
+    if written != [0] or not node.args:
+        return False
+    target = node.args[0]
+    if not isinstance(target, torch.fx.Node) or not _fresh(target):
+        return False
+    return all(user is node or (order[user] < order[node] and not _aliasing(user)) for user in target.users)
+
+
+def _fresh(node: torch.fx.Node) -> bool:
+    """A tensor no other value shares: an op's new result, or the result of an in-place op
+    (``translatable_as_is`` checks those in order, so an earlier write to it has been accepted)."""
+    schema = getattr(node.target, "_schema", None)
+    return node.op == "call_function" and schema is not None and (schema.is_mutable or not _aliasing(node))
+
+
+def _aliasing(node: torch.fx.Node) -> bool:
+    """Whether ``node``'s result may share memory with an argument (views; anything without an ATen schema)."""
+    schema = getattr(node.target, "_schema", None)
+    return node.op != "call_function" or schema is None or any(r.alias_info is not None for r in schema.returns)
+
+
+#: Ops whose schema does not say that in training mode they update the running statistics they are given.
+_STATISTICS_OPS = {"aten::batch_norm", "aten::instance_norm", "aten::native_batch_norm", "aten::_batch_norm_impl_index"}
+
+
+def _updates_statistics(node: torch.fx.Node) -> bool:
+    schema = getattr(node.target, "_schema", None)
+    if schema is None or schema.name not in _STATISTICS_OPS:
+        return False
+    running_mean, training = (  # the same positions in each of these schemas
+        node.args[i] if len(node.args) > i else node.kwargs.get(schema.arguments[i].name) for i in (3, 5)
+    )
+    return bool(training) and running_mean is not None
 
 
 def _targets_without_handler(program: ExportedProgram) -> set:
