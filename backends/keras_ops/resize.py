@@ -1,11 +1,12 @@
-"""Keras lowerings: ``resize`` (nearest, linear and cubic interpolation, as torch resamples).
+"""Keras lowerings: ``resize`` (nearest, linear and cubic interpolation, antialiased or not, as torch resamples).
 
 The tap tables are the op's own (``unigraph.ops.resize``: computed in NumPy
 float32 at trace time, exactly as torch's CPU kernels compute them; spatial
 sizes are static), so both lowerings resample with the same indices and
 weights: each spatial dim in turn, the last first, by a gather of constant
 indices and, for the interpolating modes, a weighted sum of the taps.
-Interpolation runs in float32 for half inputs.
+Interpolation runs in float32 for half inputs. (``keras.ops.image.resize``'s
+antialiasing is TensorFlow's, whose coordinates and scales are not torch's.)
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _resample_axis(x, axis: int, taps: np.ndarray, weights: np.ndarray | None):
 
 
 @lowers("resize")
-def resize(x, /, *, sizes, method, align_corners=False, scales=None, channels_last=False):
+def resize(x, /, *, sizes, method, align_corners=False, scales=None, channels_last=False, antialias=False):
     n = len(sizes)
     axes = layout_axes(len(x.shape), n, channels_last)[1]
     scales = scales or (None,) * n
@@ -47,5 +48,5 @@ def resize(x, /, *, sizes, method, align_corners=False, scales=None, channels_la
     y = x if method.startswith("nearest") or not half else ops.cast(x, "float32")
     for axis, out, scale in reversed(list(zip(axes, sizes, scales))):
         size = int(x.shape[axis])
-        y = _resample_axis(y, axis, *_taps(method, size, out, align_corners, scale, n))
+        y = _resample_axis(y, axis, *_taps(method, size, out, align_corners, scale, n, antialias))
     return y if ops.dtype(y) == dtype else ops.cast(y, dtype)

@@ -1,10 +1,12 @@
-"""ATen upsampling: nearest, nearest-exact, (bi/tri)linear and bicubic, to a size or by scale factors.
+"""ATen upsampling: nearest, nearest-exact, (bi/tri)linear and bicubic (antialiased too), to a size or by scale factors.
 
 Every overload becomes one ``resize`` node with the static output size and
 the scale factors torch was given (which its coordinate mapping uses instead
 of ``out/in``). The ``.vec`` overloads take a size or per-dim factors; the
 others a size and one optional factor per dim (export keeps them for nearest
-modes only: the interpolating ones are decomposed while tracing).
+and antialiased modes only: the other interpolating ones are decomposed while
+tracing). Spatial sizes must be static: the interpolation weights are computed
+when the graph is traced.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from unigraph.frontends.torch_ops import aten, handles
 from unigraph.frontends.builder import Builder, TensorRef
 
 
-def _resize(b: Builder, x: TensorRef, output_size, scales, method: str, align_corners: bool = False):
+def _resize(b: Builder, x: TensorRef, output_size, scales, method: str, align_corners: bool = False, antialias: bool = False):
     """A ``resize`` node to ``output_size``, or to ``floor(size * scale)`` when only scales are given."""
     n = len(output_size if output_size is not None else scales)
     sizes = x.shape[-n:]
     if not all(isinstance(s, int) for s in sizes):
-        raise NotImplementedError(f"resizing dynamic spatial dims {list(sizes)}")
+        raise NotImplementedError(f"resizing dynamic spatial dims {list(sizes)}: spatial sizes must be static")
+    if output_size is not None and not all(isinstance(s, int) for s in output_size):
+        raise NotImplementedError(f"resizing to dynamic sizes {list(output_size)}: output sizes must be static")
     if scales is not None and all(s is None for s in scales):
         scales = None
     if output_size is None:  # torch: static_cast<int64_t>(size * scale)
@@ -30,6 +34,7 @@ def _resize(b: Builder, x: TensorRef, output_size, scales, method: str, align_co
         method=method,
         align_corners=bool(align_corners),
         scales=None if scales is None else tuple(None if s is None else float(s) for s in scales),
+        antialias=antialias,
     )
 
 
@@ -65,3 +70,26 @@ _register_nearest(
 )
 _register_interpolating("linear", aten.upsample_linear1d, aten.upsample_bilinear2d, aten.upsample_trilinear3d)
 _register_interpolating("cubic", aten.upsample_bicubic2d)
+
+
+def _register_antialiased(method: str, packet) -> None:
+    def vec(b: Builder, input, output_size, align_corners, scale_factors):
+        return _resize(b, input, output_size, scale_factors, method, align_corners, antialias=True)
+
+    def default(b: Builder, input, output_size, align_corners, scales_h=None, scales_w=None):
+        return _resize(b, input, output_size, (scales_h, scales_w), method, align_corners, antialias=True)
+
+    vec.__doc__ = (
+        "aten::_upsample_bicubic2d_aa.vec(Tensor input, SymInt[]? output_size, bool align_corners, "
+        f"float[]? scale_factors) ({method}, antialiased)."
+    )
+    default.__doc__ = (
+        "aten::_upsample_bicubic2d_aa(Tensor self, SymInt[2] output_size, bool align_corners, "
+        f"float? scales_h=None, float? scales_w=None) ({method}, antialiased)."
+    )
+    handles(packet.vec)(vec)
+    handles(packet.default)(default)
+
+
+_register_antialiased("linear", aten._upsample_bilinear2d_aa)
+_register_antialiased("cubic", aten._upsample_bicubic2d_aa)

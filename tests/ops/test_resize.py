@@ -1,11 +1,15 @@
 """Resizing: F.interpolate in every mode, by size and by (non-integer) scale factor, align_corners both ways."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import unigraph as ug
 from tests.ops.harness import Case, T, channels_last, params, random_tensor, run_case, run_node
+from unigraph.errors import UnigraphError
+from unigraph.frontends.torch_tensors import to_numpy
 
 aten = torch.ops.aten
 
@@ -16,6 +20,9 @@ GRID = T((2, 4, 6, 2), low=-1.2, high=1.2)
 # Interpolation weights are computed in float32 exactly as torch does; the weighted sums may round differently.
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 HALF = {"rtol": 1e-2, "atol": 1e-2}
+# Antialiased weights are torch's bit for bit; only the order of the (up to 2 * 4 * scale) products' sum differs.
+AA = {"rtol": 1e-4, "atol": 1e-5}
+XA = T((2, 3, 13, 11))  # odd sizes, batch and channels > 1
 
 
 def interpolate(**kwargs):
@@ -60,6 +67,24 @@ CASES = [
     Case("bicubic_align_corners", interpolate(size=(9, 4), mode="bicubic", align_corners=True), [X2], ("resize",), **TOL),
     Case("bicubic_scale_noninteger", interpolate(scale_factor=1.37, mode="bicubic"), [X2], ("resize",), **TOL),
     Case("bicubic_down", interpolate(size=(3, 4), mode="bicubic"), [X2], ("resize",), **TOL),
+    # antialiased bilinear and bicubic (torch's _upsample_*_aa: filters widened by the downscale factor, Pillow's cubic)
+    Case("bicubic_aa_down_size", interpolate(size=(5, 7), mode="bicubic", antialias=True), [XA], ("resize",), **AA),
+    Case("bicubic_aa_up_size", interpolate(size=(17, 23), mode="bicubic", antialias=True), [XA], ("resize",), **AA),
+    Case("bicubic_aa_down_align_corners", interpolate(size=(4, 6), mode="bicubic", antialias=True, align_corners=True), [XA], ("resize",), **AA),
+    Case("bicubic_aa_scale_down", interpolate(scale_factor=0.45, mode="bicubic", antialias=True), [XA], ("resize",), **AA),
+    Case("bicubic_aa_scale_mixed_align_corners", interpolate(scale_factor=(1.7, 0.3), mode="bicubic", antialias=True, align_corners=True), [XA], ("resize",), **AA),
+    Case("bicubic_aa_height_kept_scale_given", interpolate(scale_factor=(1.05, 0.5), mode="bicubic", antialias=True), [XA], ("resize",), **AA),
+    Case("bilinear_aa_down_size", interpolate(size=(6, 4), mode="bilinear", antialias=True), [XA], ("resize",), **AA),
+    Case("bilinear_aa_scale_mixed", interpolate(scale_factor=(0.35, 1.3), mode="bilinear", antialias=True), [XA], ("resize",), **AA),
+    Case("bilinear_aa_scale_align_corners", interpolate(scale_factor=0.6, mode="bilinear", antialias=True, align_corners=True), [XA], ("resize",), **AA),
+    Case(
+        "bicubic_aa_to_width_one",
+        interpolate(size=(7, 1), mode="bicubic", antialias=True),
+        [XA],
+        ("resize",),
+        xfail="torch's CPU kernel gives every row of a width-1 output the first row's values",
+        **AA,
+    ),
     # grid_sample has no op of its own: torch decomposes it into coordinate math and gathers
     Case("grid_sample_bilinear_zeros", lambda x, g: F.grid_sample(x, g, align_corners=False), [X2, GRID], (), **TOL),
     Case("grid_sample_nearest_border", lambda x, g: F.grid_sample(x, g, mode="nearest", padding_mode="border", align_corners=True), [X2, GRID], (), **TOL),
@@ -97,6 +122,11 @@ NODE_CASES = {  # id: (input, attributes and options)
     "bilinear_unbatched_channels_last": (random_tensor(5, 7, 3), {"sizes": (9, 4), "method": "linear", "channels_last": True, "dynamic": False}),
     "nearest_leading_axes": (random_tensor(2, 2, 3, 5, 7), {"sizes": (9, 4), "method": "nearest"}),
     "bilinear_leading_axes_channels_last": (random_tensor(2, 2, 5, 7, 3), {"sizes": (9, 4), "method": "linear", "channels_last": True}),
+    # antialiased: Keras's layout, torch's 1-d kernel (none: its 2-d one), more dims than torch's kernels take
+    "bicubic_aa_channels_last": (channels_last(random_tensor(2, 3, 13, 11)), {"sizes": (5, 17), "method": "cubic", "antialias": True, "channels_last": True, "export": True, **AA}),
+    "bilinear_aa_channels_last_scales": (channels_last(random_tensor(2, 3, 13, 11)), {"sizes": (4, 11), "method": "linear", "scales": (0.35, 1.05), "antialias": True, "channels_last": True, **AA}),
+    "cubic_aa_1d": (random_tensor(2, 3, 13), {"sizes": (5,), "method": "cubic", "antialias": True, **AA}),
+    "linear_aa_3d_align_corners": (random_tensor(2, 2, 9, 4, 11), {"sizes": (4, 7, 3), "method": "linear", "align_corners": True, "antialias": True, **AA}),
     "bicubic_float16_channels_last": (channels_last(random_tensor(2, 3, 5, 7, dtype=torch.float16)), {"sizes": (9, 4), "method": "cubic", "channels_last": True, "rtol": 1e-2, "atol": 1e-2}),
 }
 
@@ -105,3 +135,47 @@ NODE_CASES = {  # id: (input, attributes and options)
 def test_resize_node_in_torch(case):
     x, options = NODE_CASES[case]
     run_node("resize", [x], **{**TOL, **options})
+
+
+# ---- a vision transformer's position embeddings resampled to another grid (timm's resample_abs_pos_embed) ----
+
+
+class PosEmbedResample(nn.Module):
+    """A learned 7x7 grid of position embeddings resampled to 5x9 (antialiased bicubic) and added to the tokens."""
+
+    def __init__(self, dim: int = 8, grid: tuple[int, int] = (7, 7), size: tuple[int, int] = (5, 9)):
+        super().__init__()
+        self.pos_embed = nn.Parameter(torch.randn(1, grid[0] * grid[1], dim, generator=torch.Generator().manual_seed(1)))
+        self.grid, self.size = grid, size
+
+    def forward(self, tokens):
+        dim = self.pos_embed.shape[-1]
+        grid = self.pos_embed.reshape(1, *self.grid, dim).permute(0, 3, 1, 2)
+        grid = F.interpolate(grid, size=self.size, mode="bicubic", antialias=True)
+        return tokens + grid.permute(0, 2, 3, 1).flatten(1, 2)
+
+
+def test_position_embeddings_resampled_antialiased_convert_and_round_trip():
+    module = PosEmbedResample().eval()
+    tokens = torch.randn(2, 45, 8, generator=torch.Generator().manual_seed(2))
+    conv = ug.from_torch(module, (tokens,))
+    assert "resize" in conv.graph.op_histogram()
+    with torch.no_grad():
+        want = module(tokens)
+    np.testing.assert_allclose(np.asarray(conv(to_numpy(tokens))), want.numpy(), **AA)
+    with torch.no_grad():
+        np.testing.assert_allclose(conv.to_torch()(tokens).numpy(), want.numpy(), **AA)
+    for keras_model in (conv.to_keras(), conv.to_keras(channels_last=True)):
+        np.testing.assert_allclose(np.asarray(keras_model(to_numpy(tokens))), want.numpy(), **AA)
+
+
+def test_antialiased_resize_of_dynamic_spatial_dims_names_the_op():
+    """The weights are computed when tracing: a dynamic height is refused, naming the ATen op."""
+
+    class Resize(nn.Module):
+        def forward(self, x):
+            return F.interpolate(x, size=(5, 7), mode="bicubic", antialias=True)
+
+    h = torch.export.Dim("h", min=4, max=64)
+    with pytest.raises(UnigraphError, match="_upsample_bicubic2d_aa.*static"):
+        ug.from_torch(Resize(), (torch.randn(2, 3, 13, 11),), dynamic_shapes=({2: h},))
