@@ -12,6 +12,14 @@ constants folded into it: they live in the SavedModel's checkpoint (models
 over 2 GB save), can be read and assigned after loading, and get gradients,
 since jax2tf saves the JAX VJP (also lowered to StableHLO) as the op's custom
 gradient. The saved object follows TF Hub's Reusable SavedModel API.
+
+TensorFlow reads that StableHLO only when a signature is first called, and
+reads only its own StableHLO version, older than jax's: each module is
+rewritten for the installed TensorFlow (``stablehlo_compat``: composites to
+calls, the bytecode at TensorFlow's version), and the staged SavedModel is
+loaded and called once in a TensorFlow process (``savedmodel_proof``) before
+it is renamed into place. One that TensorFlow cannot run raises
+``LoweringError`` and nothing is written.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import tensorflow as tf  # noqa: E402
 from jax.experimental import jax2tf  # noqa: E402
 
 from unigraph import tree  # noqa: E402
+from unigraph.backends import savedmodel_proof, stablehlo_compat  # noqa: E402
 from unigraph.io import sniff  # noqa: E402
 from unigraph.io.atomic import atomic_directory  # noqa: E402
 from unigraph.converted import Converted  # noqa: E402
@@ -58,8 +67,9 @@ def save(
 
     ``platforms`` are those the model is lowered for (default: cpu and cuda);
     the SavedModel refuses to run elsewhere. The directory appears complete or
-    not at all; an existing ``path`` raises ``OutputExistsError`` unless
-    ``overwrite=True``.
+    not at all, and only once TensorFlow has loaded and called it (else
+    ``LoweringError``); an existing ``path`` raises ``OutputExistsError``
+    unless ``overwrite=True``.
     """
     platforms = _check_platforms(platforms)
     with atomic_directory(path, overwrite=overwrite) as staging:
@@ -78,6 +88,7 @@ def save(
             shutil.rmtree(staging)
             staging.mkdir()
             _write(converted, staging, platforms, gradients=False)
+        savedmodel_proof.prove(staging, converted.graph, path, call="cpu" in platforms)
     return Path(path)
 
 
@@ -89,6 +100,7 @@ def _write(converted: Converted, directory: Path, platforms: Sequence[str], grad
         signatures=signatures,
         options=tf.saved_model.SaveOptions(experimental_custom_gradients=gradients),
     )
+    stablehlo_compat.rewrite_savedmodel(directory)
 
 
 def load(path: str | os.PathLike):

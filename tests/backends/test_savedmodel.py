@@ -1,10 +1,12 @@
-"""The TF SavedModel backend: signature, Reusable API, fine-tuning, Keras, writing, platforms, size.
+"""The TF SavedModel backend: signature, Reusable API, fine-tuning, Keras, what TensorFlow runs, writing,
+platforms, size.
 
 Most tests reload the SavedModel in this process, for speed; the claims
 about production use (fine-tuning, Keras, >2 GB) reload it in a fresh process
 that imports only TensorFlow (tests/backends/tf_process.py).
 """
 
+import dataclasses
 import json
 import os
 
@@ -22,11 +24,12 @@ tf = import_tensorflow()
 
 import unigraph as ug  # noqa: E402
 from unigraph import signature, tree  # noqa: E402
-from unigraph.backends import savedmodel  # noqa: E402
+from unigraph.backends import savedmodel, stablehlo_compat  # noqa: E402
 from unigraph.errors import OutputExistsError  # noqa: E402
 from unigraph.converted import Converted  # noqa: E402
-from unigraph.errors import CheckpointError  # noqa: E402
+from unigraph.errors import CheckpointError, LoweringError  # noqa: E402
 from unigraph.ir import Graph, Node, TensorType, Variable  # noqa: E402
+from unigraph.ops import REGISTRY  # noqa: E402
 from unigraph.params import ParamMap  # noqa: E402
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -266,6 +269,72 @@ def test_tfsmlayer_inside_a_keras_functional_model(tiny, tmp_path):
     )
     losses = json.loads(out.strip().splitlines()[-1])
     assert losses[-1] < losses[0], losses
+
+
+# ---- what TensorFlow runs ------------------------------------------------------------------------
+
+
+class TopK(nn.Module):
+    """``torch.topk``: largest along a middle axis, smallest along the last."""
+
+    def forward(self, x):
+        values, indices = torch.topk(x, 3, dim=1)
+        smallest, where = torch.topk(x, 2, dim=-1, largest=False)
+        return values, indices, smallest, where
+
+
+def test_top_k_savedmodel_runs_in_a_tensorflow_process_and_matches_torch(tmp_path):
+    """jax lowers ``lax.top_k`` to a StableHLO composite that TensorFlow 2.21 cannot read as jax writes it
+    (``unregistered operation 'vhlo.composite_v2'``); the backend writes it as a call of its decomposition."""
+    model = TopK().eval()
+    generator = torch.Generator().manual_seed(0)
+    conv = ug.from_torch(model, (torch.randn(2, 7, 5, generator=generator),), dynamic_shapes=({0: Dim("batch")},))
+    path = conv.to_savedmodel(tmp_path / "model")
+    assert stablehlo_compat.locations(path, "stablehlo.composite") == []
+    xs = {f"batch_{b}": torch.randn(b, 7, 5, generator=generator).numpy() for b in (1, 4)}
+    np.savez(tmp_path / "x.npz", **xs)
+    run_tensorflow(
+        """
+        m = tf.saved_model.load(sys.argv[1])
+        xs = np.load(sys.argv[2])
+        np.savez(sys.argv[3], **{f"{k}_{i}": y.numpy() for k in xs.files for i, y in enumerate(m(xs[k]))})
+        """,
+        path, tmp_path / "x.npz", tmp_path / "y.npz", cwd=tmp_path,
+    )
+    got = np.load(tmp_path / "y.npz")
+    for name, x in xs.items():
+        with torch.no_grad():
+            want = [y.numpy() for y in model(torch.from_numpy(x))]
+        for i, w in enumerate(want):
+            if i % 2:  # indices: exactly torch's
+                np.testing.assert_array_equal(got[f"{name}_{i}"], w, err_msg=f"{name} output {i}")
+            else:
+                np.testing.assert_allclose(got[f"{name}_{i}"], w, rtol=RTOL, atol=ATOL, err_msg=f"{name} output {i}")
+
+
+def test_savedmodel_tensorflow_cannot_run_is_an_error_naming_the_op_and_nothing_is_written(linear, tmp_path, monkeypatch):
+    """A lowering TensorFlow cannot run (jax's LAPACK eigensolver: TensorFlow's XLA has no handler for it)
+    saves without complaint; the proof run before the rename catches it."""
+    _, conv = linear
+    opdef = REGISTRY["dense"]
+
+    def dense_through_eigh(x, kernel, bias=None, /):
+        y = opdef.jax(x, kernel, bias)
+        return y + jnp.linalg.eigvalsh(y[..., :, None] * y[..., None, :]).sum(-1, keepdims=True)
+
+    monkeypatch.setitem(REGISTRY._entries, "dense", dataclasses.replace(opdef, jax=dense_through_eigh))
+    with pytest.raises(LoweringError, match=r"model: TensorFlow cannot run .*nothing was written: calling the serving "
+                       r"signature failed in op 'dense' .*lapack_ssyevd_ffi"):
+        conv.to_savedmodel(tmp_path / "model")
+    assert os.listdir(tmp_path) == []
+
+    monkeypatch.undo()
+    conv.to_savedmodel(tmp_path / "model")
+    monkeypatch.setitem(REGISTRY._entries, "dense", dataclasses.replace(opdef, jax=dense_through_eigh))
+    with pytest.raises(LoweringError, match="lapack_ssyevd_ffi"):
+        conv.to_savedmodel(tmp_path / "model", overwrite=True)
+    assert os.listdir(tmp_path) == ["model"]  # the old SavedModel, as it was
+    assert ug.check(linear[0], tmp_path / "model", (torch.randn(2, 4),)).ok
 
 
 # ---- writing ------------------------------------------------------------------------------------
