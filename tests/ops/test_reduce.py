@@ -24,6 +24,11 @@ INF = float("inf")
 pytestmark = pytest.mark.filterwarnings("ignore:.*degrees of freedom is <= 0:UserWarning")
 
 
+def _with_negative_nan(x):
+    """``-x`` with NaN (sign bit set, as x86 computes ``inf - inf``) at index 1 of the last axis."""
+    return -x.index_fill(-1, torch.tensor([1]), float("nan"))
+
+
 def _with_neg_inf(x):
     """``x`` with entries below -0.5 and every row whose maximum is below 1 set to -inf."""
     return x.masked_fill((x < -0.5) | (x.amax(-1, keepdim=True) < 1), -INF)
@@ -139,6 +144,8 @@ CASES = [
     Case("topk", lambda x: tuple(x.topk(3)), [X5], ("top_k",)),
     Case("topk_dim", lambda x: tuple(x.topk(2, dim=1)), [X5], ("top_k",)),
     Case("topk_smallest", lambda x: tuple(x.topk(2, dim=-1, largest=False)), [X5], ("top_k",)),
+    Case("topk_negative_nan", lambda x: tuple(_with_negative_nan(x).topk(3)), [X5], ("top_k",)),
+    Case("topk_smallest_negative_nan", lambda x: tuple(_with_negative_nan(x).topk(7, largest=False)), [X5], ("top_k",)),
     Case("topk_smallest_int", lambda x: tuple(torch.topk(x, 4, largest=False)), [T((3, 9), "int64", low=-50, high=50)], ("top_k",)),
     Case("topk_unsorted", lambda x: x.topk(3, sorted=False).values.sort(-1).values, [X5], ("top_k", "sort")),
     # sort / argsort / msort: stable, descending, NaN
@@ -176,6 +183,9 @@ XI = _rng.integers(-5, 6, (2, 3, 4)).astype(np.int32)
 XB = XF > 0
 TIES_F = np.array([[1.0, np.nan, 3.0, -np.inf, 2.0, np.nan, 3.0, 1.0]], np.float32).T  # sorted along axis 0
 TIES_I = _rng.integers(0, 3, (9, 2)).astype(np.int32)
+# -0.0 ties with 0.0, and a NaN with the sign bit set is as large as any NaN (torch's order, not IEEE's total order)
+SIGNED = np.array([[0.0, -0.0, np.nan, 1.0, -0.0, np.nan, 0.0, -1.0]], np.float32).T
+SIGNED[2] = -SIGNED[2]
 
 DIRECT = {
     # axes=(): torch's dim=() would reduce every dim; the op reduces none
@@ -206,6 +216,8 @@ DIRECT = {
     "argmin_bool": ("argmin", XB, dict(axis=1)),
     # ties and NaN along a leading axis
     "top_k_ties_nan_axis0": ("top_k", TIES_F, dict(k=5, axis=0)),
+    "top_k_signed_zeros_and_nans_axis0": ("top_k", SIGNED, dict(k=6, axis=0)),
+    "top_k_smallest_signed_zeros_and_nans_axis0": ("top_k", SIGNED, dict(k=8, axis=0, largest=False)),
     "top_k_smallest_int_ties_axis0": ("top_k", TIES_I, dict(k=4, axis=0, largest=False)),
     "sort_descending_ties_nan_axis0": ("sort", TIES_F, dict(axis=0, descending=True)),
     "sort_int_ties_axis0": ("sort", TIES_I, dict(axis=0)),

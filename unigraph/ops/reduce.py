@@ -194,11 +194,23 @@ def top_k(x, /, *, k: int, axis: int, largest: bool = True):
     """The ``k`` largest (or smallest) elements along ``axis``, sorted, and their indices.
 
     ``x`` is ``[..., n, ...]``; both outputs are ``[..., k, ...]``. Ties keep the lower index first.
+    As in torch, NaN is larger than any number whatever its sign bit, and -0.0 ties with 0.0:
+    ``lax.top_k`` orders floats by their IEEE total order (a NaN with the sign bit set, which x86
+    computes for ``inf - inf``, below -inf; -0.0 below 0.0), so it ranks keys with every NaN and zero
+    made positive, and the values are gathered from ``x`` itself.
     """
     moved = jnp.moveaxis(x, axis, -1)
-    values, indices = lax.top_k(moved if largest else _reverse_order(moved), k)
-    values = values if largest else _reverse_order(values)
+    key = _canonical(moved)
+    _, indices = lax.top_k(key if largest else _reverse_order(key), k)
+    values = jnp.take_along_axis(moved, indices, axis=-1)
     return jnp.moveaxis(values, -1, axis), jnp.moveaxis(indices.astype(_index_dtype()), -1, axis)
+
+
+def _canonical(x):
+    """Floats with every NaN positive and -0.0 as 0.0 (the order torch compares them in); others as they are."""
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        return x
+    return jnp.where(jnp.isnan(x), jnp.nan, jnp.where(x == 0, jnp.zeros_like(x), x))
 
 
 @op("sort")
