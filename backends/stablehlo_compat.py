@@ -23,6 +23,7 @@ naming the op.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,12 +134,13 @@ def _rewrite(serialized: bytes, version: str) -> bytes:
         for old, new in zip(op.results, call.results):
             old.replace_all_uses_with(new)
         op.erase()
-    try:
+    try:  # mixed serialization, as jax writes it: ops of other dialects (Shardy's) kept as they are
         return jax_mlir.serialize_portable_artifact(module, version, True)
-    except Exception as error:  # jaxlib raises a bare RuntimeError/ValueError naming the op
+    except RuntimeError as error:  # jax.errors.JaxRuntimeError, its MLIR error on a later line
+        said = re.search(r"error: ([^\n]+)", str(error))
         raise LoweringError(
             f"the model's StableHLO cannot be written at version {version}, the one TensorFlow "
-            f"{tf.__version__} reads: {first_line(error)}"
+            f"{tf.__version__} reads: {said.group(1) if said else first_line(error)}"
         ) from error
 
 

@@ -337,6 +337,13 @@ def test_savedmodel_tensorflow_cannot_run_is_an_error_naming_the_op_and_nothing_
     assert ug.check(linear[0], tmp_path / "model", (torch.randn(2, 4),)).ok
 
 
+def test_stablehlo_older_than_tensorflow_can_read_is_an_error_and_nothing_is_written(linear, tmp_path, monkeypatch):
+    monkeypatch.setattr(stablehlo_compat, "tensorflow_version", lambda: "0.8.0")  # older than any jax writes
+    with pytest.raises(LoweringError, match=r"cannot be written at version 0\.8\.0, the one TensorFlow .* reads"):
+        linear[1].to_savedmodel(tmp_path / "model")
+    assert os.listdir(tmp_path) == []
+
+
 # ---- writing ------------------------------------------------------------------------------------
 
 
