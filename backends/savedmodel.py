@@ -72,6 +72,7 @@ def save(
     unless ``overwrite=True``.
     """
     platforms = _check_platforms(platforms)
+    savedmodel_proof.start()  # TensorFlow's import in the child overlaps the lowering here
     with atomic_directory(path, overwrite=overwrite) as staging:
         try:
             _write(converted, staging, platforms, gradients=True)

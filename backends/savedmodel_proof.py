@@ -120,6 +120,11 @@ def prove(directory: Path, graph: Graph, output: str | os.PathLike, *, call: boo
         _check_outputs(graph, sizes, answer["outputs"], what)
 
 
+def start() -> None:
+    """Starts the TensorFlow process ``prove`` uses, if it is not running, and returns at once."""
+    _worker.start()
+
+
 def symbol_sizes(graph: Graph) -> dict[str, int]:
     found = {s for n in graph.inputs for d in graph.types[n].shape if isinstance(d, str) for s in dims.symbols(d)}
     return {s: DEFAULT_SIZES.get(s, OTHER_SYMBOL_SIZE) for s in sorted(found)}
@@ -204,14 +209,22 @@ class _Worker:
         self.lock = threading.Lock()
         atexit.register(self.close)
 
-    def ask(self, request: dict) -> dict | None:
-        """The child's answer, or None when it died meanwhile."""
+    def start(self) -> None:
+        """Starts the child unless it runs: TensorFlow's import then overlaps the caller's work."""
+        with self.lock:
+            self._start()
+
+    def _start(self) -> None:
         if self.process is None or self.process.poll() is not None:
             env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
             self.process = subprocess.Popen(
                 [sys.executable, "-P", "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, text=True, env=env,
             )
+
+    def ask(self, request: dict) -> dict | None:
+        """The child's answer, or None when it died meanwhile."""
+        self._start()
         try:
             self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
