@@ -354,7 +354,8 @@ def _reverse_order(x):
 @lowers("top_k")
 def top_k(x, /, *, k, axis, largest=True):
     axis = axis % len(x.shape)
-    order = _stable_order(_order_key(x if largest else _reverse_order(x)), axis, descending=True)
+    key = _canonical(x)  # NaN largest whatever its sign, -0.0 ties with 0.0, as torch compares
+    order = _stable_order(_order_key(key if largest else _reverse_order(key)), axis, descending=True)
     indices = order[tuple(slice(None, k) if a == axis else slice(None) for a in range(len(x.shape)))]
     return ops.take_along_axis(x, indices, axis=axis), ops.cast(indices, "int64")
 
