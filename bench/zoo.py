@@ -38,6 +38,7 @@ import argparse
 import concurrent.futures
 import datetime
 import importlib.metadata
+import inspect
 import json
 import os
 import subprocess
@@ -65,8 +66,12 @@ def applicable(source: str) -> tuple[str, ...]:
 
 
 def first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0].strip()}" if text else type(error).__name__
+    """The exception's type and first line (with the next line where the first ends in a colon)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    text = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return f"{type(error).__name__}: {text}"
 
 
 # ---- comparing outputs (NumPy only: the TensorFlow process reuses nothing else) ----------------------------
@@ -89,6 +94,10 @@ def flatten(outputs, path: str = "") -> dict:
             outputs = outputs.numpy()
         return {path or "output": np.asarray(outputs)}
     return {p: leaf for k, v in items for p, leaf in flatten(v, k).items()}
+
+
+#: ``flatten`` for the TensorFlow process, read once (the file may change while the zoo runs).
+FLATTEN_SOURCE = inspect.getsource(flatten)
 
 
 def compare(got: dict, want: dict) -> tuple[float, str | None]:
@@ -139,8 +148,6 @@ assert not leaked, f"the TensorFlow process imported {leaked}"
 
 def run_savedmodel(path: Path, calls: dict, scratch: Path, timeout: float) -> dict:
     """``{batch: flat outputs}`` of the SavedModel at ``path``, run in a fresh TensorFlow-only process."""
-    import inspect
-
     import numpy as np
 
     stored = {}
@@ -149,7 +156,7 @@ def run_savedmodel(path: Path, calls: dict, scratch: Path, timeout: float) -> di
         stored.update({f"{batch}/a{i}": np.asarray(a) for i, a in enumerate(args)})
         stored.update({f"{batch}/k{k}": np.asarray(v) for k, v in kwargs.items()})
     np.savez(scratch / "inputs.npz", **stored)
-    script = "import numpy as np\n" + inspect.getsource(flatten) + TENSORFLOW_RUN
+    script = "import numpy as np\n" + FLATTEN_SOURCE + TENSORFLOW_RUN
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     env.pop("PYTHONPATH", None)
     done = subprocess.run(
@@ -416,6 +423,8 @@ def markdown(data: dict) -> str:
         "weights, their constant-valued tensors randomized, converted at batch 1 (its batch dimension symbolic) and checked at batch 2. "
         f"A cell is `ok` with the largest error relative to the output's scale (bound {TOLERANCE:g}) and the "
         "path's conversion seconds, or `FAIL [n]` with a note below.",
+        "",
+        f"{len(data['models'])} of the zoo's {len(ZOO)} models have run (`bench/zoo.py --list` names them all).",
         "",
         "| path | passed | of | coverage |",
         "| --- | ---: | ---: | ---: |",

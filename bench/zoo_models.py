@@ -260,7 +260,9 @@ def _timm(name: str, size: int = 64, **config):
     def factory():
         import timm
 
-        return timm.create_model(name, pretrained=False, num_classes=10, **config), _image(size)
+        # No classifier: the pooled features are the output (some heads start at 1e-3 of the usual scale, which
+        # leaves logits that are nearly the bias, whatever the trunk computes).
+        return timm.create_model(name, pretrained=False, num_classes=0, **config), _image(size)
 
     return _torch(factory)
 
@@ -414,7 +416,7 @@ def _entries() -> list[Entry]:
             "poolformer_s12": _timm("poolformer_s12"),
             "caformer_s18": _timm("caformer_s18"),
             "mobilevit_xxs": _timm("mobilevit_xxs"),
-            "efficientformer_l1": _timm_vit("efficientformer_l1"),
+            "inception_next_atto": _timm("inception_next_atto"),
             "edgenext_xx_small": _timm("edgenext_xx_small"),
             "fastvit_t8": _timm("fastvit_t8"),
             "levit_128s": _timm_vit("levit_128s"),
