@@ -70,6 +70,7 @@ import tensorflow as tf  # noqa: E402
 from jax.experimental import jax2tf  # noqa: E402
 
 from unigraph import dims, tree  # noqa: E402
+from unigraph.backends import stablehlo_compat  # noqa: E402
 from unigraph.checker import compare_arrays  # noqa: E402
 from unigraph.converted import Converted, host_arrays  # noqa: E402
 from unigraph.dtypes import jax_dtype, numpy_dtype  # noqa: E402
@@ -277,6 +278,7 @@ def _jax2tf_savedmodel(conv: Converted, specs: list[tf.TensorSpec], directory: P
         tf.saved_model.save(module, str(directory), signatures={"serving_default": module.serve})
     except Exception as error:  # jax2tf's lowering or TensorFlow's tracing
         raise LoweringError(f"lowering with jax2tf failed: {first_line(error)}") from error
+    stablehlo_compat.rewrite_savedmodel(directory)  # the converter reads the StableHLO TensorFlow reads
     return {}
 
 

@@ -188,6 +188,22 @@ def test_a_converted_model_that_computes_wrong_values_is_not_written(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+class ErfTopK(nn.Module):
+    def forward(self, x):
+        values, _ = torch.topk(torch.erf(x), 3, dim=-1)
+        return values * 2
+
+
+def test_the_jax2tf_route_reads_ops_jax_lowers_to_stablehlo_composites(tmp_path):
+    """jax writes ``erf`` and ``top_k`` as composites newer than the converter reads: rewritten first, they convert."""
+    x = torch.randn(2, 8, generator=torch.Generator().manual_seed(0))
+    conv = ug.from_torch(ErfTopK(), (x,))
+    path = tmp_path / "model.tflite"
+    with pytest.warns(UserWarning, match="fixed shapes"):  # TFLite's gather takes no dynamic operand
+        tflite.save(conv, path, route="jax2tf")
+    assert_matches_torch(path, conv, ErfTopK(), (x,), {}, "erf + top_k through jax2tf")
+
+
 def test_existing_output_is_refused_before_converting(tmp_path):
     path = tmp_path / "model.tflite"
     path.write_bytes(b"mine")
