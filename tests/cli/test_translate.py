@@ -16,6 +16,7 @@ file's first tensor, its header written (the product has no test hooks).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -87,6 +88,26 @@ def assert_clean(out: Path, suffix: str = ".safetensors") -> None:
     assert names == {translate.MANIFEST, *(name(k) + suffix for k in GOOD)}, sorted(names)
 
 
+def assert_digests(out: Path) -> None:
+    """Each manifest line's sha256 of its output and of its input are those of the files' bytes (a folder
+    input's: its weights file, or its shard index and shards as ``Checkpoint.sha256`` combines them)."""
+    from unigraph.cli.checkpoints import open_checkpoint
+
+    def sha256(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    entries = [json.loads(line) for line in (out / translate.MANIFEST).read_text().splitlines()]
+    assert entries
+    for entry in entries:
+        assert entry["output_sha256"] == sha256(out / entry["output"]), entry["output"]
+        source = Path(entry["input"])
+        if source.is_file():
+            assert entry["input_sha256"] == sha256(source), source
+        else:
+            with open_checkpoint(source) as ckpt:
+                assert entry["input_sha256"] == ckpt.sha256(), source
+
+
 def assert_failures(report: dict, batch: Path) -> None:
     failed = {Path(f["input"]).name: f["error"] for f in report["failed"]}
     assert sorted(failed) == [f"{name(TRUNCATED)}.safetensors", f"{name(WRONG_SHAPE)}.safetensors"]
@@ -120,8 +141,9 @@ def test_a_batch_translates_the_good_checkpoints_and_reports_the_bad(batch, conv
     assert_clean(out)
     assert report["total"] == N and report["skipped"] == [] and report["to"] == "safetensors"
     assert sorted(Path(d["output"]).name for d in report["translated"]) == [f"{name(k)}.safetensors" for k in GOOD]
-    assert report["input_bytes"] > 0 and report["gb_per_s"] is not None
+    assert report["input_bytes"] > 0 and report["gb_per_s"] is not None and report["cpu_seconds"] > 0
     assert_failures(report, batch)
+    assert_digests(out)
     for k in GOOD:
         written, want = load_file(out / f"{name(k)}.safetensors"), expected(conv, k)
         assert sorted(written) == sorted(want)
@@ -328,6 +350,7 @@ def test_torch_files_are_read_with_weights_only(tmp_path):
     assert "unexpected tensor(s) 'head2.weight'" in errors["other.safetensors"]
     assert "another architecture" in errors["other.safetensors"]
     assert sorted(os.listdir(out)) == ["plain.safetensors", translate.MANIFEST]
+    assert_digests(out)
 
     (runs / "runs_code.pt").unlink()
     result = run_cli("translate", runs, "-o", out, *ARCH, "--to", "torch", "-j", "1", "--trust-pickle")
@@ -344,25 +367,27 @@ def test_torch_files_are_read_with_weights_only(tmp_path):
 
 
 def test_a_hugging_face_architecture_and_checkpoints(hf_folder, tmp_path):
-    """ARCH: a folder with a config.json alone; checkpoints: a sharded save_pretrained folder, a
-    safetensors file with the tied weight stored once, a pytorch_model.bin state dict."""
+    """ARCH: a folder with a config.json alone; checkpoints: a sharded save_pretrained folder, an unsharded
+    one, a safetensors file with the tied weight stored once, a pytorch_model.bin state dict."""
     from safetensors.torch import save_model
 
     arch, runs, out = tmp_path / "arch", tmp_path / "runs", tmp_path / "out"
     arch.mkdir()
     (arch / "config.json").write_text((hf_folder / "config.json").read_text())
     hf_model(1).save_pretrained(runs / "one", max_shard_size="20KB")
+    hf_model(4).save_pretrained(runs / "four")
     save_model(hf_model(2), str(runs / "two.safetensors"))
     torch.save(hf_model(3).state_dict(), runs / "three.bin")
 
     result = run_cli("translate", runs, "-o", out, "--arch", arch, "--to", "torch", "-j", "1")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.startswith("translated 3, already complete 0, failed 0 of 3")
-    for k, stem in ((1, "one"), (2, "two"), (3, "three")):
+    assert result.stdout.startswith("translated 4, already complete 0, failed 0 of 4")
+    for k, stem in ((1, "one"), (2, "two"), (3, "three"), (4, "four")):
         written, want = torch_load(out / f"{stem}.safetensors"), hf_model(k).state_dict()
         assert sorted(written) == sorted(want)  # tied names included: loads with strict=True
         for key, tensor in want.items():
             assert torch.equal(written[key], tensor), f"{stem} {key}"
+    assert_digests(out)
 
 
 def torch_load(path: Path) -> dict:
