@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 from unigraph.dims import Dim, from_jax
@@ -27,9 +28,26 @@ def same_shape(a: Sequence[Dim], b: Sequence[Dim]) -> bool:
 def view(b: Builder, x, size):
     """aten::view(Tensor(a) self, SymInt[] size): a reshape (one size may be -1)."""
     size = tuple(size)
-    if same_shape(x.shape, size):
+    if same_shape(x.shape, size) or _same_but_inferred(x.shape, size):
         return x
     return b.emit("reshape", x, shape=size)
+
+
+def _same_but_inferred(shape: Sequence[Dim], size: Sequence[Dim]) -> bool:
+    """``size`` is ``shape`` with one size written -1: the same element count leaves it that axis's size."""
+    return len(shape) == len(size) and list(size).count(-1) == 1 and all(
+        same_dim(a, s) for a, s in zip(shape, size) if s != -1
+    )
+
+
+@handles(aten.flatten.using_ints)
+def flatten(b: Builder, x, start_dim=0, end_dim=-1):
+    """aten::flatten.using_ints(Tensor(a) self, int start_dim=0, int end_dim=-1): axes start..end as one."""
+    if x.rank == 0:
+        return b.emit("reshape", x, shape=(1,))
+    start, end = axis(start_dim, x.rank), axis(end_dim, x.rank)
+    size = dim_expr(b, lambda *sizes: math.prod(sizes), *x.shape[start : end + 1])
+    return view(b, x, (*x.shape[:start], size, *x.shape[end + 1 :]))
 
 
 @handles(aten.permute.default)
