@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import sympy
 import torch
 import torch.fx
 from torch.export import Dim, ExportedProgram
@@ -36,6 +37,9 @@ from unigraph.converted import Converted
 from unigraph.errors import ExportError, TranslationError, UnsupportedOp, UnsupportedOpError, first_line
 from unigraph.ir import Source, TensorType
 from unigraph.native_order import triton_blocked
+
+#: ``torch.cond`` in an exported program; the driver translates it (its branches are subgraphs).
+_COND = torch.ops.higher_order.cond
 
 #: ``dynamic_shapes`` default: dimension 0 of every tensor input is one dynamic "batch".
 BATCH = "batch"
@@ -319,15 +323,16 @@ def translatable_as_is(program: ExportedProgram) -> bool:
         return False
     if any(s.kind in (InputKind.CUSTOM_OBJ, InputKind.TOKEN) for s in sig.input_specs):
         return False
-    order = {node: i for i, node in enumerate(program.graph.nodes)}
-    for node in program.graph.nodes:
-        if node.op != "call_function" or not _needs_handler(node):
-            continue
-        if handler_for(node.target) is None or _updates_statistics(node):
-            return False
-        schema = getattr(node.target, "_schema", None)
-        if schema is not None and schema.is_mutable and not _writes_dead_value(node, schema, order):
-            return False
+    for graph in _graphs(program.graph_module):
+        order = {node: i for i, node in enumerate(graph.nodes)}
+        for node in graph.nodes:
+            if node.op != "call_function" or not _needs_handler(node):
+                continue
+            if handler_for(node.target) is None or _updates_statistics(node):
+                return False
+            schema = getattr(node.target, "_schema", None)
+            if schema is not None and schema.is_mutable and not _writes_dead_value(node, schema, order):
+                return False
     return True
 
 
@@ -372,16 +377,31 @@ def _updates_statistics(node: torch.fx.Node) -> bool:
 def _targets_without_handler(program: ExportedProgram) -> set:
     return {
         n.target
-        for n in program.graph.nodes
+        for graph in _graphs(program.graph_module)
+        for n in graph.nodes
         if n.op == "call_function" and _needs_handler(n) and handler_for(n.target) is None
     }
 
 
+def _graphs(module: torch.fx.GraphModule):
+    """The module's graph and the branch graphs of its ``torch.cond`` calls, nested ones included."""
+    yield module.graph
+    for node in module.graph.nodes:
+        if node.op == "get_attr" and isinstance(sub := _submodule(module, node.target), torch.fx.GraphModule):
+            yield from _graphs(sub)
+
+
+def _submodule(module: torch.nn.Module, target: str):
+    for part in target.split("."):
+        module = getattr(module, part)
+    return module
+
+
 def _needs_handler(node: torch.fx.Node) -> bool:
-    """Nodes computing sizes (SymInt arithmetic) and tuple access need none."""
+    """Nodes computing sizes (SymInt arithmetic) and tuple access need none; the driver translates ``cond``."""
     import operator
 
-    if node.target is operator.getitem:
+    if node.target is operator.getitem or node.target is _COND:
         return False
     val = node.meta.get("val")
     return not isinstance(val, (torch.SymInt, torch.SymBool, torch.SymFloat, int, bool, float))
@@ -390,7 +410,7 @@ def _needs_handler(node: torch.fx.Node) -> bool:
 def unsupported_ops(program: ExportedProgram) -> list[UnsupportedOp]:
     """Every op of the program without a handler, with every place it is used."""
     found: dict[str, list[str]] = {}
-    for node in program.graph.nodes:
+    for node in (n for graph in _graphs(program.graph_module) for n in graph.nodes):
         if node.op == "call_function" and _needs_handler(node) and handler_for(node.target) is None:
             source = _source(node)
             found.setdefault(_op_name(node.target), []).append(source.location or source.module or node.name)
@@ -432,6 +452,8 @@ def translate(program: ExportedProgram, axis_names: Sequence[dict], aliases: Map
                     source_tensors.append(st)
                     by_name.update(dict.fromkeys((st.name, *st.aliases), st))
                 env[node] = b.source_tensor(st)
+        elif node.op == "get_attr":
+            env[node] = _submodule(program.graph_module, node.target)
         elif node.op == "call_function":
             env[node] = _translate_node(b, node, env, symbols, origins)
         elif node.op == "output":
@@ -483,6 +505,8 @@ def _translate_node(b: Builder, node: torch.fx.Node, env: dict, symbols: SymbolN
         if isinstance(ref, TensorRef) and ref.name is not None:
             origins[ref.name] = node.name  # the tensor itself, not the tuple (batch_norm's): what locate compares
         return ref
+    if node.target is _COND:
+        return _cond(b, node, env, symbols)
     if isinstance(val, (torch.SymInt, int)) and not isinstance(val, bool):
         return symbols.dim(val)
     if isinstance(val, (torch.SymBool, torch.SymFloat, bool, float)):
@@ -504,6 +528,103 @@ def _translate_node(b: Builder, node: torch.fx.Node, env: dict, symbols: SymbolN
         if isinstance(ref, TensorRef) and ref.name is not None:
             origins.setdefault(ref.name, node.name)
     return result
+
+
+def _cond(b: Builder, node: torch.fx.Node, env: dict, symbols: SymbolNames) -> list:
+    """``torch.cond``: the branch taken when the predicate is known, else both branches and a ``where`` per output.
+
+    torch.cond's branches are pure and return the same types, so computing
+    both and selecting is exact (as the JAX frontend does for ``lax.cond``).
+    Branch values get no origins: the checker's trace records only the top graph.
+    """
+    pred, true_branch, false_branch, operands = (_arg(a, env) for a in node.args)
+    taken = _static_bool(pred)
+    if taken is not None:
+        return _inline(b, true_branch if taken else false_branch, operands, symbols)
+    on_true = _inline(b, true_branch, operands, symbols)
+    on_false = _inline(b, false_branch, operands, symbols)
+    b.source, b.name_hint = _source(node), node.name
+    pred = _predicate(b, pred, symbols)
+    return [_select(b, pred, t, f) for t, f in zip(on_true, on_false)]
+
+
+def _inline(b: Builder, branch: torch.fx.GraphModule, operands: Sequence, symbols: SymbolNames) -> list:
+    """The outputs of a branch graph translated in place, its placeholders bound to ``operands``."""
+    env: dict[torch.fx.Node, Any] = {}
+    bound = iter(operands)
+    for node in branch.graph.nodes:
+        if node.op == "placeholder":
+            env[node] = next(bound)
+        elif node.op == "get_attr":
+            env[node] = _submodule(branch, node.target)
+        elif node.op == "call_function":
+            env[node] = _translate_node(b, node, env, symbols, {})
+        elif node.op == "output":
+            (values,) = node.args
+            return [_arg(v, env) for v in values]
+    raise TranslationError(f"a torch.cond branch without an output node:\n{branch.graph}")
+
+
+def _static_bool(pred) -> bool | None:
+    """A predicate's value when it is known at conversion time (a Python bool, a SymBool torch decided)."""
+    if isinstance(pred, bool):
+        return pred
+    if isinstance(pred, torch.SymBool) and pred.node.expr in (sympy.true, sympy.false):
+        return bool(pred.node.expr)
+    return None
+
+
+#: sympy relations over sizes to unigraph comparison ops.
+_RELATIONS = {
+    sympy.Gt: "greater",
+    sympy.Ge: "greater_equal",
+    sympy.Lt: "less",
+    sympy.Le: "less_equal",
+    sympy.Eq: "equal",
+    sympy.Ne: "not_equal",
+}
+_CONNECTIVES = {sympy.And: "logical_and", sympy.Or: "logical_or"}
+
+
+def _predicate(b: Builder, pred, symbols: SymbolNames) -> TensorRef:
+    """The predicate as a 0-d bool tensor: a one-element tensor reshaped, or a SymBool computed from sizes."""
+    if isinstance(pred, TensorRef):
+        if pred.dtype != "bool":
+            pred = b.emit("not_equal", pred, b.const(0, pred.dtype))
+        return pred if pred.rank == 0 else b.emit("reshape", pred, shape=())
+    return _size_relation(b, pred.node.expr, symbols)
+
+
+def _size_relation(b: Builder, expr, symbols: SymbolNames) -> TensorRef:
+    if isinstance(expr, sympy.Not):
+        return b.emit("logical_not", _size_relation(b, expr.args[0], symbols))
+    for kind, op in _CONNECTIVES.items():
+        if isinstance(expr, kind):
+            terms = [_size_relation(b, a, symbols) for a in expr.args]
+            result = terms[0]
+            for term in terms[1:]:
+                result = b.emit(op, result, term)
+            return result
+    for kind, op in _RELATIONS.items():
+        if isinstance(expr, kind):
+            lhs, rhs = (_size_value(b, symbols.dim(side)) for side in expr.args)
+            return b.emit(op, lhs, rhs)
+    raise TranslationError(f"the torch.cond predicate {expr} ({type(expr).__name__}, {b.source}) has no unigraph form")
+
+
+def _size_value(b: Builder, dim) -> TensorRef:
+    return b.const(dim, "int32") if isinstance(dim, int) else b.emit("dim_value", dim=dim, dtype="int32")
+
+
+def _select(b: Builder, pred: TensorRef, on_true, on_false):
+    if isinstance(on_true, TensorRef) and isinstance(on_false, TensorRef):
+        return b.emit("where", pred, on_true, on_false)
+    if on_true == on_false:
+        return on_true
+    raise TranslationError(
+        f"torch.cond ({b.source}) returns {on_true!r} or {on_false!r} by a predicate known only at run time; "
+        "unigraph selects between tensors only"
+    )
 
 
 def _arg(a, env):
@@ -608,7 +729,8 @@ def _source(node: torch.fx.Node) -> Source:
     frames = _FRAME.findall(node.meta.get("stack_trace") or "")
     location = ""
     if frames:
-        outside = [f for f in frames if not f[0].startswith(_TORCH_DIR)]
+        # ``<eval_with_key>``: code torch generated (torch.cond's call and branches), not the user's
+        outside = [f for f in frames if not f[0].startswith((_TORCH_DIR, "<"))]
         file, line = (outside or frames)[-1]
         location = f"{short_path(file)}:{line}"
     return Source(module=module, location=location, origin=_op_name(node.target))
