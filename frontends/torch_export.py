@@ -6,6 +6,8 @@ ops without a handler, or with in-place writes that matter, is made
 functional and decomposed with torch's own decompositions until only handled
 ops remain; what still has no handler is
 reported all at once, with source lines, before anything is translated.
+``torch.cond`` is translated by the driver: its branches are subgraphs,
+translated in place (see ``_cond``).
 """
 
 from __future__ import annotations
