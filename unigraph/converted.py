@@ -71,7 +71,7 @@ class Converted:
 
     def __call__(self, *args, **kwargs):
         args, kwargs = host_arrays((args, kwargs))
-        inputs = signature.bind(self.graph, args, kwargs)
+        inputs = signature.bind(self.graph, args, kwargs, self.metadata.get("shape_constraints", ()))
         return signature.structure(self.graph, self._call(self.variables, inputs))
 
     # ---- export ------------------------------------------------------------------------------

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import keyword
+import operator
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from unigraph import tree
+from unigraph import dims, tree
 from unigraph.dtypes import jax_dtype, numpy_dtype
 from unigraph.errors import InputError
 from unigraph.interpreter import bind_symbols
@@ -27,16 +29,17 @@ def as_array(x: Any):
     return np.asarray(x)
 
 
-def bind(graph: Graph, args: Sequence, kwargs: Mapping) -> list:
+def bind(graph: Graph, args: Sequence, kwargs: Mapping, constraints: Sequence[str] = ()) -> list:
     """The graph inputs, in order, from a call's arguments; checked, as arrays.
 
     Arguments follow the source model's signature (``args``, ``kwargs`` and
     their nesting); a flat positional list of every tensor input is accepted too,
     and keywords for the entries of a model's one dict (``keyword_dict``).
+    ``constraints`` are the bounds the model was converted under (see ``check``).
     """
     by_name = _match(graph, args, kwargs)
     arrays = [as_array(by_name[name]) for name in graph.inputs]
-    check(graph, arrays)
+    check(graph, arrays, constraints)
     return arrays
 
 
@@ -70,8 +73,14 @@ def _match(graph: Graph, args: Sequence, kwargs: Mapping) -> dict[str, Any]:
         raise InputError(f"{message}\n  the model takes {describe(graph)}") from None
 
 
-def check(graph: Graph, arrays: Sequence) -> None:
-    """Raises ``InputError`` naming the input whose rank, dtype or static size is wrong."""
+def check(graph: Graph, arrays: Sequence, constraints: Sequence[str] = ()) -> None:
+    """Raises ``InputError`` naming the input whose rank, dtype or static size is wrong.
+
+    ``constraints`` (``"dim1 <= 64"``: a Keras model's sequence length
+    bounded by its position table, ``metadata["shape_constraints"]``) are
+    checked too: beyond them the graph computes something the source
+    model refuses to.
+    """
     for name, x in zip(graph.inputs, arrays):
         want = graph.types[name]
         if not _dtype_fits(np.dtype(x.dtype), want.dtype):
@@ -79,7 +88,23 @@ def check(graph: Graph, arrays: Sequence) -> None:
                 f"input {name!r}: expected dtype {want.dtype} ({want}), got {np.dtype(x.dtype)}"
                 f" (convert it with .astype({want.dtype!r}))"
             )
-    bind_symbols(graph, [tuple(np.shape(x)) for x in arrays])
+    sizes = bind_symbols(graph, [tuple(np.shape(x)) for x in arrays])
+    for constraint in constraints:
+        lhs, comparison, rhs = _comparison(constraint)
+        if not _COMPARISONS[comparison](dims.evaluate(lhs, sizes), dims.evaluate(rhs, sizes)):
+            given = ", ".join(f"{s} = {sizes[s]}" for s in sorted(dims.symbols(lhs) | dims.symbols(rhs)))
+            raise InputError(f"the model was converted for {constraint}; these inputs have {given}")
+
+
+_COMPARISONS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "<": operator.lt, ">": operator.gt}
+
+
+def _comparison(constraint: str) -> tuple[str, str, str]:
+    """``"dim1 <= 64"`` as ``("dim1", "<=", "64")`` (``>=``, ``==``, ``<``, ``>`` too)."""
+    match = re.fullmatch(r"(.+?)\s*(<=|>=|==|<|>)\s*(.+)", constraint.strip())
+    if match is None:
+        raise ValueError(f"shape constraint {constraint!r}: expected 'expression <= expression'")
+    return match.group(1), match.group(2), match.group(3)
 
 
 def _dtype_fits(given: np.dtype, expected: str) -> bool:

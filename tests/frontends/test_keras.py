@@ -160,6 +160,9 @@ def test_keras_hub_text_backbone_takes_any_sequence_length_up_to_its_maximum(ber
         inputs = {"token_ids": ids, "segment_ids": ids % 2, "padding_mask": mask}
         report = ug.check(model, conv, (inputs,), rtol=RTOL, atol=ATOL)
         assert report.ok, f"length {length}:\n{report}"
+    longer = {k: np.zeros((1, 65), np.int32) for k in ("token_ids", "segment_ids", "padding_mask")}
+    with pytest.raises(ug.InputError, match=r"converted for dim1 <= 64; these inputs have dim1 = 65"):
+        conv(longer)  # the graph would repeat the last position where Keras refuses
 
 
 # ---- variables ---------------------------------------------------------------------------------
