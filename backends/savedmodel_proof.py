@@ -18,16 +18,11 @@ for this, and a crash in TensorFlow's compiler cannot take it down).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import inspect
-import json
 import os
 import re
-import subprocess
-import sys
 import tempfile
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -35,6 +30,7 @@ import numpy as np
 
 from unigraph import dims, tree
 from unigraph.backends import stablehlo_compat
+from unigraph.backends.child_process import JsonChild
 from unigraph.dtypes import numpy_dtype
 from unigraph.errors import LoweringError, first_line
 from unigraph.ir import Graph
@@ -201,47 +197,4 @@ def _last_error(printed: str) -> str:
     return f": {errors[-1].strip()}" if errors else ""
 
 
-class _Worker:
-    """The child process (see the module docstring); one that died is replaced at the next request."""
-
-    def __init__(self):
-        self.process: subprocess.Popen | None = None
-        self.lock = threading.Lock()
-        atexit.register(self.close)
-
-    def start(self) -> None:
-        """Starts the child unless it runs: TensorFlow's import then overlaps the caller's work."""
-        with self.lock:
-            self._start()
-
-    def _start(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-            self.process = subprocess.Popen(
-                [sys.executable, "-P", "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, text=True, env=env,
-            )
-
-    def ask(self, request: dict) -> dict | None:
-        """The child's answer, or None when it died meanwhile."""
-        self._start()
-        try:
-            self.process.stdin.write(json.dumps(request) + "\n")
-            self.process.stdin.flush()
-            line = self.process.stdout.readline()
-        except BrokenPipeError:
-            line = ""
-        if not line:
-            self.process.wait()
-            self.process = None
-            return None
-        return json.loads(line)
-
-    def close(self) -> None:
-        if self.process is not None:
-            self.process.stdin.close()
-            self.process.wait()
-            self.process = None
-
-
-_worker = _Worker()
+_worker = JsonChild(_WORKER, isolated=True)

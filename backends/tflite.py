@@ -46,14 +46,9 @@ then.
 
 from __future__ import annotations
 
-import atexit
-import json
 import os
 import re
-import subprocess
-import sys
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -71,6 +66,7 @@ from jax.experimental import jax2tf  # noqa: E402
 
 from unigraph import dims, tree  # noqa: E402
 from unigraph.backends import stablehlo_compat  # noqa: E402
+from unigraph.backends.child_process import JsonChild  # noqa: E402
 from unigraph.checker import compare_arrays  # noqa: E402
 from unigraph.converted import Converted, host_arrays  # noqa: E402
 from unigraph.dtypes import jax_dtype, numpy_dtype  # noqa: E402
@@ -358,17 +354,15 @@ class _Converter:
     """
 
     def __init__(self):
-        self.process: subprocess.Popen | None = None
-        self.lock = threading.Lock()
-        atexit.register(self.close)
+        self.child = JsonChild(_WORKER)
 
     def __call__(self, layers: Mapping[str, Node], savedmodel: Path, output: Path, samples: list[Path], quantize) -> None:
         """Converts ``savedmodel`` to ``output`` and runs it on ``samples``; ``LoweringError`` if either fails,
         naming the node of the layer (in ``layers``, by name) the converter's error names, if any."""
         log = savedmodel.parent / "converter.log"
         request = {"savedmodel": str(savedmodel), "output": str(output), "quantize": quantize, "samples": list(map(str, samples)), "log": str(log)}
-        with self.lock:
-            answer = self._ask(request)
+        with self.child.lock:
+            answer = self.child.ask(request)
         printed = log.read_text(errors="replace") if log.exists() else ""
         if answer is None:
             stage = "running the converted model" if "unigraph: converted" in printed else "converting"
@@ -377,32 +371,6 @@ class _Converter:
             raise LoweringError(_conversion_error(answer["message"] + "\n" + printed, layers))
         if answer["status"] == "run":
             raise LoweringError(f"the converted model does not run: {first_line(answer['message'])}{_diagnostics(printed, layers)}")
-
-    def _ask(self, request: dict) -> dict | None:
-        """The child's answer, or None when it died meanwhile."""
-        if self.process is None or self.process.poll() is not None:
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, text=True, env=env,
-            )
-        try:
-            self.process.stdin.write(json.dumps(request) + "\n")
-            self.process.stdin.flush()
-            line = self.process.stdout.readline()
-        except BrokenPipeError:
-            line = ""
-        if not line:
-            self.process.wait()
-            self.process = None
-            return None
-        return json.loads(line)
-
-    def close(self) -> None:
-        if self.process is not None:
-            self.process.stdin.close()
-            self.process.wait()
-            self.process = None
 
 
 _convert_and_run = _Converter()
