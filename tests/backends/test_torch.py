@@ -134,14 +134,12 @@ def test_state_dict_of_another_origin_uses_torch_conventions():
 # ---- what the source model takes: one dict (Keras), keywords, nested structures -----------------
 
 
-def _token_inputs(batch: int, length: int, vocab: int, *names: str) -> dict[str, np.ndarray]:
+def _token_inputs(batch: int, length: int, vocab: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(batch)
     inputs = {"token_ids": rng.integers(1, vocab, (batch, length)).astype(np.int32)}
     mask = np.ones((batch, length), np.int32)
     mask[0, length - 2 :] = 0  # padding in the first row
     inputs["padding_mask"] = mask
-    for name in names:
-        inputs[name] = (np.arange(length) >= length // 2).astype(np.int32)[None].repeat(batch, 0)
     return inputs
 
 
@@ -159,27 +157,11 @@ def _keras_dict_model():
     return keras.Model({"token_ids": tokens, "padding_mask": mask}, x)
 
 
-def _bert_backbone():
-    import keras
-    import keras_hub
-
-    from tests.frontends.keras_models import randomize
-
-    keras.utils.set_random_seed(0)
-    return randomize(keras_hub.models.BertBackbone(
-        vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64, max_sequence_length=32
-    ))
-
-
-def _keras_case(name: str):
-    """A Keras model taking a dict, its conversion, inputs and Keras's own output (NumPy)."""
-    if name == "functional":
-        model, inputs = _keras_dict_model(), _token_inputs(3, 7, 50)
-        conv = ug.from_keras(model)
-    else:
-        model, inputs = _bert_backbone(), _token_inputs(2, 8, 100, "segment_ids")
-        conv = ug.from_keras(model, example_inputs=inputs)
-    return conv, inputs, _numpy(model(inputs, training=False))
+def _keras_case():
+    """A Keras model taking a dict, its conversion, inputs and Keras's own output (NumPy). keras_hub's
+    backbones take a dict too: tests/zoo/test_keras_zoo.py runs BertBackbone's and GPT2Backbone's modules."""
+    model, inputs = _keras_dict_model(), _token_inputs(3, 7, 50)
+    return ug.from_keras(model), inputs, _numpy(model(inputs, training=False))
 
 
 def _numpy(out):
@@ -198,9 +180,8 @@ def _assert_close(got, want, where):
     torch.testing.assert_close(got, _torch(want), rtol=1e-4, atol=1e-5, msg=lambda m: f"{where}: {m}")
 
 
-@pytest.mark.parametrize("name", ["functional", pytest.param("bert", marks=pytest.mark.slow)])
-def test_a_keras_model_with_named_inputs_takes_a_dict_or_keywords(name, tmp_path):
-    conv, inputs, want = _keras_case(name)
+def test_a_keras_model_with_named_inputs_takes_a_dict_or_keywords(tmp_path):
+    conv, inputs, want = _keras_case()
     tensors = {k: torch.from_numpy(v) for k, v in inputs.items()}
     module = conv.to_torch()
     with torch.no_grad():

@@ -77,10 +77,11 @@ print(json.dumps(results))
 """
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def keras_results(keras_files, tmp_path_factory) -> dict:
     """Every target from each Keras source, converted in one fresh process per source (Keras on JAX,
-    as the command line sets it up), so that Keras and TensorFlow start once, not once per target."""
+    as the command line sets it up), so that Keras and TensorFlow start once, not once per target.
+    Session-scoped: a worker that runs other modules' tests between these must not convert twice."""
     results = {}
     for kind in KERAS_SOURCES:
         out = tmp_path_factory.mktemp(kind)
