@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import collections
 import linecache
 import os
 
@@ -24,13 +25,16 @@ from unigraph.io.atomic import atomic_file
 
 
 def to_state_dict(conv: Converted) -> dict[str, torch.Tensor]:
-    """The variables as torch tensors under state-dict names (tied names share a tensor)."""
+    """The variables as torch tensors under state-dict names (tied names share a tensor); as torch's own,
+    an ``OrderedDict`` whose ``_metadata`` gives the source modules' versions (``torch_module_versions``)."""
     tensors: dict[int, torch.Tensor] = {}
-    out = {}
+    out = collections.OrderedDict()
     for name, array in state_dict_arrays(conv).items():
         if id(array) not in tensors:
             tensors[id(array)] = from_numpy(array)
         out[name] = tensors[id(array)]
+    versions = conv.metadata.get("torch_module_versions", {})
+    out._metadata = collections.OrderedDict((prefix, {"version": v}) for prefix, v in versions.items())
     return out
 
 

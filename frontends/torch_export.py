@@ -92,6 +92,9 @@ def from_torch(
         "source_version": torch.__version__,
         "source_model": type(model).__name__,
     }
+    versions = _module_versions(model) if isinstance(model, torch.nn.Module) else {}
+    if versions:
+        metadata["torch_module_versions"] = versions
     return Converted(graph, variables, param_map, metadata, trace=TorchTrace(program, origins))
 
 
@@ -748,6 +751,17 @@ def _aliases(model: torch.nn.Module) -> dict[str, tuple[str, ...]]:
     ):
         by_id.setdefault(id(t), []).append(name)
     return {names[0]: tuple(names[1:]) for names in by_id.values() if len(names) > 1}
+
+
+def _module_versions(model: torch.nn.Module) -> dict[str, int]:
+    """The modules whose state-dict format has a version other than 1 (``BatchNorm2d``: 2), by prefix.
+
+    torch's ``state_dict()`` carries every module's ``_version`` in its
+    ``_metadata``, and some modules refuse a state dict without theirs
+    (torchvision's MNASNet: "version should be set to 1 or 2"); the state
+    dict unigraph writes carries them too.
+    """
+    return {prefix: type(m)._version for prefix, m in model.named_modules() if getattr(type(m), "_version", 1) != 1}
 
 
 def describe_reference(model) -> str:

@@ -108,6 +108,33 @@ def test_the_source_file_needs_only_torch(conv, tmp_path):
         conv.to_torch_source(path)
 
 
+class Versioned(nn.Module):
+    """A module whose state-dict format is versioned and that refuses a state dict without its version
+    (as torchvision's MNASNet does)."""
+
+    _version = 2
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+        self.bn = nn.BatchNorm1d(2)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args):
+        if local_metadata.get("version") != 2:
+            raise ValueError(f"version should be 2, not {local_metadata.get('version')}")
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, *args)
+
+    def forward(self, x):
+        return self.bn(self.fc(x))
+
+
+def test_the_state_dict_carries_the_source_modules_versions():
+    conv = ug.from_torch(Versioned().eval(), (torch.randn(4, 3),))
+    state = conv.to_state_dict()
+    assert dict(state._metadata) == {"": {"version": 2}, "bn": {"version": 2}}  # BatchNorm's own version 2
+    Versioned().load_state_dict(state, strict=True)
+
+
 def test_state_dict_of_another_origin_uses_torch_conventions():
     import flax.linen as fnn
     import jax
