@@ -1,4 +1,5 @@
-"""Shape primitives: broadcasts, reshapes, transposes, slicing (static and dynamic), padding, iota, split.
+"""Shape primitives: broadcasts, reshapes, transposes, slicing (static and dynamic), padding, iota, split,
+stack, tile.
 
 Sizes in parameters may be symbolic (``new_sizes=(batch, 32)``); they are
 written as dimension expressions, so the graph stays batch-dynamic. Dynamic
@@ -47,6 +48,19 @@ def squeeze(cx: Context, x, *, dimensions, **_):
 @handles("concatenate")
 def concatenate(cx: Context, *xs, dimension, **_):
     return cx.emit("concat", *xs, axis=int(dimension))
+
+
+@handles("stack")
+def stack(cx: Context, *xs, axis, **_):
+    """jax 0.10's ``stack`` primitive (``jnp.stack``): each input given a size-1 ``axis``, then joined there."""
+    axis = int(axis) % (xs[0].rank + 1)
+    return cx.emit("concat", *(cx.emit("expand_dims", x, axes=(axis,)) for x in xs), axis=axis)
+
+
+@handles("tile")
+def tile(cx: Context, x, *, reps, **_):
+    """jax 0.10's ``tile`` primitive (``jnp.tile``, after it broadcast the operand to ``len(reps)`` axes)."""
+    return cx.emit("tile", x, reps=tuple(dims.from_jax(r) for r in reps))
 
 
 @handles("split")
