@@ -517,10 +517,47 @@ def load_model(path: Path, custom_objects: Mapping[str, Any], *, safe_mode: bool
     """
     import keras
 
+    if sniff.is_hdf5(path):
+        _probe_hdf5(path)
     try:
         return keras.saving.load_model(path, custom_objects=dict(custom_objects), compile=False, safe_mode=safe_mode)
     except Exception as e:  # Keras raises ValueError, TypeError, OSError, h5py and zip errors for bad files
         raise CheckpointError(_load_failure(path, e)) from e
+
+
+#: Seconds a child process may take to read every attribute of an HDF5 file (``_probe_hdf5``).
+HDF5_PROBE_SECONDS = 30.0
+
+_HDF5_PROBE = """
+import sys, h5py
+def read(name, obj):
+    for key in obj.attrs:
+        obj.attrs.get(key)
+with h5py.File(sys.argv[1], "r") as f:
+    read("/", f)
+    f.visititems(read)
+"""
+
+
+def _probe_hdf5(path: Path) -> None:
+    """Reads every attribute of an HDF5 file in a child process, with a time limit, before Keras reads it here.
+
+    HDF5's C library can loop forever on a corrupt file, holding the GIL, so
+    that nothing in the reading process can stop it: the fuzzer found a 17 kB
+    ``.h5`` whose root attribute ``backend`` never finishes reading. A file
+    that hangs or kills the child is refused; any other error is left to
+    Keras's own load, which reports it.
+    """
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _HDF5_PROBE, str(path)], capture_output=True, timeout=HDF5_PROBE_SECONDS
+        )
+    except subprocess.TimeoutExpired:
+        raise CheckpointError(
+            f"{path}: reading its HDF5 attributes did not finish in {HDF5_PROBE_SECONDS:g} s (a corrupt file?)"
+        ) from None
+    if done.returncode < 0:
+        raise CheckpointError(f"{path}: reading its HDF5 attributes crashed a process (signal {-done.returncode})")
 
 
 def _load_failure(path: Path, error: Exception) -> str:

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -237,6 +238,17 @@ def test_a_model_whose_class_the_worker_cannot_import_is_refused_up_front():
     model = keras.Model(x, Local(name="local")(x))
     with pytest.raises(ug.ExportError, match=r"layer 'local' \(.*Local\) is defined inside a function.*KERAS_BACKEND=jax"):
         ug.from_keras(model)
+
+
+def test_an_hdf5_file_whose_attributes_never_finish_reading_is_refused_in_time(tmp_path, monkeypatch):
+    """A mutation of a 17 kB ``.h5`` the fuzzer found: HDF5 loops forever reading its root attribute."""
+    from unigraph.frontends import keras as keras_frontend
+
+    monkeypatch.setattr(keras_frontend, "HDF5_PROBE_SECONDS", 3.0)
+    path = tmp_path / "model.h5"
+    path.write_bytes((Path(__file__).parent / "data" / "hdf5_attribute_hang.h5").read_bytes())
+    with pytest.raises(ug.CheckpointError, match=r"model\.h5: reading its HDF5 attributes did not finish in 3 s"):
+        keras_frontend.load_model(path, {})
 
 
 def test_files_are_loaded_in_safe_mode(tmp_path):
