@@ -526,7 +526,7 @@ def load_model(path: Path, custom_objects: Mapping[str, Any], *, safe_mode: bool
 
 
 #: Seconds a child process may take to read every attribute of an HDF5 file (``_probe_hdf5``).
-HDF5_PROBE_SECONDS = 30.0
+HDF5_PROBE_SECONDS = 10.0
 
 _HDF5_PROBE = """
 import sys, h5py
