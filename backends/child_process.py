@@ -17,16 +17,34 @@ import sys
 import threading
 
 
-class JsonChild:
-    """Runs ``script`` (``python -c``; ``isolated``: with ``-P``, the caller's folder not on its path).
+#: Around a child's ``handle``: one JSON request a line on stdin, ``handle(request)``'s answer as one JSON line
+#: on the original stdout; everything else the child prints, on either stream, goes to the request's ``log``.
+_SERVE = """
+import json, os, sys
+answer = os.fdopen(os.dup(1), "w")
+{handler}
+for line in sys.stdin:
+    request = json.loads(line)
+    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    answer.write(json.dumps(handle(request)) + "\\n")
+    answer.flush()
+"""
 
-    The script reads one JSON request per line from stdin and writes one JSON
-    answer per line to its stdout; its stderr is dropped (it logs to files its
-    requests name). ``lock`` serializes the requests of the caller's threads.
+
+class JsonChild:
+    """Runs ``handler`` (Python source defining ``handle(request) -> dict``) in a child process (``python -c``;
+    ``isolated``: with ``-P``, the caller's folder not on its path).
+
+    Each request is a JSON object with a ``log`` path, which gets whatever the
+    child prints; ``handle``'s answer comes back as JSON. ``lock`` serializes
+    the requests of the caller's threads.
     """
 
-    def __init__(self, script: str, *, isolated: bool = False):
-        self.script = script
+    def __init__(self, handler: str, *, isolated: bool = False):
+        self.script = _SERVE.format(handler=handler)
         self.isolated = isolated
         self.process: subprocess.Popen | None = None
         self.lock = threading.Lock()

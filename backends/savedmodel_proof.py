@@ -47,10 +47,8 @@ OTHER_SYMBOL_SIZE = 8
 #: JSON line: ``status`` "ok" with each output's ``shape`` and ``dtype``, or "load"/"run" (what failed) with
 #: the error's ``message``. Everything TensorFlow prints goes to the request's ``log``.
 _WORKER = """
-import json, os, sys
 import numpy as np
 import tensorflow as tf
-answer = os.fdopen(os.dup(1), "w")
 def handle(request):
     try:
         serving = tf.saved_model.load(request["savedmodel"]).signatures["serving_default"]
@@ -66,14 +64,6 @@ def handle(request):
     except Exception as error:
         return {"status": "run", "message": str(error)}
     return {"status": "ok", "outputs": {n: {"shape": list(y.shape), "dtype": y.dtype.name} for n, y in outputs.items()}}
-for line in sys.stdin:
-    request = json.loads(line)
-    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
-    answer.write(json.dumps(handle(request)) + "\\n")
-    answer.flush()
 """
 
 #: A source location in TensorFlow's StableHLO errors: ``/…/unigraph/ops/reduce.py:199:22``.

@@ -304,14 +304,12 @@ def _specs(graph: Graph, example: Sequence[np.ndarray] | None = None) -> list[tf
 #: answers one JSON line: ``status`` "ok", "convert" or "run" (what failed), and the error's ``message``.
 #: Everything TensorFlow prints, on either stream, goes to the request's ``log``.
 _WORKER = """
-import json, os, sys
 import numpy as np
 import tensorflow as tf
 try:
     from ai_edge_litert.interpreter import Interpreter
 except ImportError:
     Interpreter = tf.lite.Interpreter
-answer = os.fdopen(os.dup(1), "w")
 def handle(request):
     converter = tf.lite.TFLiteConverter.from_saved_model(request["savedmodel"])
     if request["quantize"]:
@@ -333,14 +331,6 @@ def handle(request):
             return {"status": "run", "message": str(error)}
         np.savez(sample + ".out.npz", **outputs)
     return {"status": "ok"}
-for line in sys.stdin:
-    request = json.loads(line)
-    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
-    answer.write(json.dumps(handle(request)) + "\\n")
-    answer.flush()
 """
 
 
