@@ -102,6 +102,8 @@ def _handwritten():
     import torch
     from torch import nn
 
+    from tests.frontends.test_torch_cond import TensorPredicate
+
     class GRUTagger(nn.Module):
         """Embedding, bidirectional GRU, per-token head."""
 
@@ -160,17 +162,6 @@ def _handwritten():
             summed = torch.zeros_like(routed).scatter_add(1, index.unsqueeze(-1).expand(-1, -1, 12), picked)
             return summed + torch.index_select(routed, 2, torch.tensor([0, 3, 5]).repeat(4)), counts
 
-    class CondModel(nn.Module):
-        """torch.cond on a data-dependent predicate: both branches traced."""
-
-        def __init__(self):
-            super().__init__()
-            self.a = nn.Linear(10, 10)
-            self.b = nn.Linear(10, 10)
-
-        def forward(self, x):
-            return torch.cond(x.sum() > 0, lambda t: self.a(t).relu(), lambda t: self.b(t).tanh(), (x,))
-
     class MaskedWhere(nn.Module):
         """Data-dependent values without data-dependent shapes: where, clamp, cumsum, sort."""
 
@@ -209,7 +200,7 @@ def _handwritten():
         "lstm_cell_loop": lambda: (RNNCellLoop(), _randn(6, 8)),
         "einsum_mixer": lambda: (EinsumMixer(), _randn(6, 16)),
         "scatter_gather": lambda: (ScatterGather(), indices),
-        "torch_cond": lambda: (CondModel(), _randn(10)),
+        "torch_cond": lambda: (TensorPredicate(), _randn(10)),  # torch.cond on the data: both branches traced
         "masked_where_sort": lambda: (MaskedWhere(), _randn(5, 8)),
         "python_branch": lambda: (PythonBranch(), _randn(6)),
     }
